@@ -1,0 +1,37 @@
+"""The `ctrbench` command. Each area adds its own sub-commands through `add_commands(subparsers)`:
+data (ctrbench.data.cli), kernels (ctrbench.kernels_cli), run/report/models (ctrbench.harness.cli).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ctrbench.errors import CtrbenchError
+
+COMMAND_MODULES = ("ctrbench.data.cli", "ctrbench.kernels_cli", "ctrbench.harness.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctrbench",
+        description="CTR-prediction benchmark suite: datasets and synthetic twins, models, searchers, kernels.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CtrbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Typed errors that say where: DataError (file, line, field) and ConfigError (YAML path)."""
+from __future__ import annotations
+
+
+class CtrbenchError(Exception):
+    """Base of ctrbench's own errors."""
+
+
+class DataError(CtrbenchError):
+    """Bad or missing data; carries the file, line and field it is about."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, field: str | None = None):
+        self.file, self.line, self.field = file, line, field
+        where = ", ".join(
+            part
+            for part in (
+                f"file {file}" if file is not None else "",
+                f"line {line}" if line is not None else "",
+                f"field {field!r}" if field is not None else "",
+            )
+            if part
+        )
+        super().__init__(f"{message} ({where})" if where else message)
+
+
+class ConfigError(CtrbenchError):
+    """A suite or model configuration is invalid; carries the YAML path (e.g. entries[2].params.lr)."""
+
+    def __init__(self, message: str, *, path: str | None = None, file: str | None = None):
+        self.path, self.file = path, file
+        where = " ".join(p for p in (f"in {file}" if file else "", f"at {path}" if path else "") if p)
+        super().__init__(f"{message} ({where})" if where else message)
+
+
+class UnknownNameError(CtrbenchError, KeyError):
+    """An unknown dataset, feature, model or searcher name; the message lists the valid names."""
+
+    def __init__(self, kind: str, name: str, valid):
+        self.kind, self.name, self.valid = kind, name, sorted(valid)
+        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(self.valid)}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]

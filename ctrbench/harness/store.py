@@ -1,0 +1,268 @@
+"""The run store: one SQLite file (WAL mode) holding a RunRecord per run config, safe for many writers.
+
+Resume and crash safety: a run is claimed (inserted as "running" with the pid and the process's start
+time) in one IMMEDIATE transaction before it executes and overwritten with its result when it ends,
+so a finished run is never lost. A "running" row whose process is gone (SIGKILL, power loss) is turned
+into "interrupted" by `recover()` at the next start and is then run again. Scalar record fields are
+columns (for SQL and reports); the whole record is also kept as JSON. Columns are only ever added.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ctrbench.harness.records import DONE, RunRecord, RunSpec, canonical_json, scalar_columns
+
+BUSY_TIMEOUT_MS = 60_000
+RETRIES = 8
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of a process, from /proc; None where /proc is absent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22 of stat; fields[0] is field 3 (state)
+
+
+def process_alive(pid: int | None, start: int | None = None) -> bool:
+    """True when `pid` is a live (non-zombie) process that started at `start` (when known)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return start is None or int(fields[19]) == start
+
+
+@dataclass
+class Claim:
+    """The outcome of claiming a run: "run" (go ahead, `record` is the running row), "done" (finished
+    before; `record` is its result) or "busy" (a live process is running it right now)."""
+
+    outcome: str
+    record: RunRecord
+
+
+COLUMNS = scalar_columns()
+COLUMN_NAMES = [c for c, _ in COLUMNS]
+SEARCH_COLUMNS = {"suite", "entry", "searcher", "dataset", "seed", "status", "best_config_hash", "best_value",
+                  "candidates", "config_json", "started_at", "finished_at"}
+
+
+class RunStore:
+    """Run records in a SQLite file. Open one per process (connections are re-made after a fork)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn: sqlite3.Connection | None = None
+        self._conn_pid: int | None = None
+        self.host = socket.gethostname()
+        self._init_schema()
+
+    # --- connection and transactions -------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None or self._conn_pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn, self._conn_pid = conn, os.getpid()
+        return self._conn
+
+    @staticmethod
+    def _retry(fn):
+        """Run fn, retrying on 'database is locked/busy' beyond the busy timeout (with backoff)."""
+        for attempt in range(RETRIES):
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                msg = str(exc).lower()
+                if ("locked" not in msg and "busy" not in msg) or attempt == RETRIES - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            self._retry(lambda: conn.execute("COMMIT"))
+
+    def close(self) -> None:
+        if self._conn is not None and self._conn_pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def _init_schema(self) -> None:
+        cols = ", ".join(f"{name} {typ}" for name, typ in COLUMNS if name != "config_hash")
+        with self._tx() as c:
+            c.execute(f"CREATE TABLE IF NOT EXISTS runs (config_hash TEXT PRIMARY KEY, {cols}, record_json TEXT)")
+            have = {r["name"] for r in c.execute("PRAGMA table_info(runs)")}
+            for name, typ in COLUMNS:  # a newer RunRecord adds columns; none is ever renamed or dropped
+                if name not in have:
+                    c.execute(f"ALTER TABLE runs ADD COLUMN {name} {typ}")
+            c.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
+            c.execute("CREATE INDEX IF NOT EXISTS runs_search ON runs(search_id)")
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS searches (search_id TEXT PRIMARY KEY, suite TEXT, entry TEXT, searcher TEXT,"
+                " dataset TEXT, seed INTEGER, status TEXT, best_config_hash TEXT, best_value REAL, candidates INTEGER,"
+                " config_json TEXT, started_at TEXT, finished_at TEXT)"
+            )
+
+    # --- rows ------------------------------------------------------------------------------------
+    @staticmethod
+    def _row_values(rec: RunRecord) -> dict:
+        d = rec.to_dict()
+        vals = {name: d[name] for name in COLUMN_NAMES}
+        vals["record_json"] = canonical_json(d)
+        return vals
+
+    @staticmethod
+    def _from_row(row: sqlite3.Row) -> RunRecord:
+        d = json.loads(row["record_json"]) if row["record_json"] else {}
+        for name in row.keys():  # columns win: recover() and mark_interrupted() update them directly
+            if name != "record_json" and row[name] is not None:
+                d[name] = row[name]
+        return RunRecord.from_dict(d)
+
+    def _write(self, c: sqlite3.Connection, rec: RunRecord) -> None:
+        vals = self._row_values(rec)
+        names = list(vals)
+        c.execute(
+            f"INSERT OR REPLACE INTO runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+            [vals[n] for n in names],
+        )
+
+    def put(self, rec: RunRecord) -> None:
+        """Insert or replace a record (used for finished results)."""
+        with self._tx() as c:
+            self._write(c, rec)
+
+    finish = put
+
+    def get(self, config_hash: str) -> RunRecord | None:
+        row = self._connect().execute("SELECT * FROM runs WHERE config_hash=?", (config_hash,)).fetchone()
+        return self._from_row(row) if row else None
+
+    def records(self, *, hashes: list[str] | None = None, suite: str | None = None, search_id: str | None = None,
+                status: str | None = None) -> list[RunRecord]:
+        """Records filtered by config hashes, suite, search or status (all when no filter is given)."""
+        where, args = [], []
+        if suite is not None:
+            where.append("suite=?"), args.append(suite)
+        if search_id is not None:
+            where.append("search_id=?"), args.append(search_id)
+        if status is not None:
+            where.append("status=?"), args.append(status)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at"
+        rows = [self._from_row(r) for r in self._connect().execute(sql, args)]
+        if hashes is not None:
+            by = {r.config_hash: r for r in rows}
+            rows = [by[h] for h in hashes if h in by]
+        return rows
+
+    def count(self) -> int:
+        return self._connect().execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def claim(self, spec: RunSpec, *, force: bool = False, command: str | None = None) -> Claim:
+        """Atomically decide whether this process runs `spec`, and if so mark it running."""
+        h = spec.config_hash
+        with self._tx() as c:
+            row = c.execute("SELECT * FROM runs WHERE config_hash=?", (h,)).fetchone()
+            old = self._from_row(row) if row else None
+            if old is not None:
+                if old.status in DONE and not force:
+                    return Claim("done", old)
+                if old.status == "running" and old.pid != os.getpid() and self._alive(old):
+                    return Claim("busy", old)
+            attempt = (old.attempt + 1) if old is not None else 1
+            pid = os.getpid()
+            rec = RunRecord.from_spec(
+                spec, status="running", attempt=attempt, host=self.host, pid=pid,
+                pid_start=process_start_time(pid), started_at=utc_now(), command=command,
+            )
+            rec.run_id = f"{h}-{attempt}"
+            self._write(c, rec)
+            return Claim("run", rec)
+
+    def _alive(self, rec: RunRecord) -> bool:
+        if rec.host != self.host:
+            return True  # another machine's process: we cannot tell, so leave it alone
+        return process_alive(rec.pid, rec.pid_start)
+
+    def mark_interrupted(self, config_hash: str, reason: str) -> None:
+        """Mark a running run interrupted (SIGTERM, Ctrl-C, a dead worker)."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE runs SET status='interrupted', error=?, finished_at=? WHERE config_hash=? AND status='running'",
+                (reason, utc_now(), config_hash),
+            )
+
+    def recover(self) -> list[str]:
+        """Turn "running" rows of this host whose process is dead into "interrupted"; returns their hashes."""
+        with self._tx() as c:
+            rows = c.execute("SELECT config_hash, host, pid, pid_start FROM runs WHERE status='running'").fetchall()
+            dead = [
+                r["config_hash"] for r in rows
+                if r["host"] == self.host and not process_alive(r["pid"], r["pid_start"])
+            ]
+            for h in dead:
+                c.execute(
+                    "UPDATE runs SET status='interrupted', error=?, finished_at=? WHERE config_hash=?",
+                    ("process died while running (found by recover)", utc_now(), h),
+                )
+        return dead
+
+    # --- searches --------------------------------------------------------------------------------
+    def put_search(self, search_id: str, **fields) -> None:
+        """Insert or update a search's summary row (its candidates are ordinary runs linked by search_id)."""
+        if "config" in fields:
+            fields["config_json"] = canonical_json(fields.pop("config"))
+        unknown = set(fields) - SEARCH_COLUMNS
+        if unknown:
+            raise KeyError(f"unknown search fields {sorted(unknown)}; valid: {sorted(SEARCH_COLUMNS)}")
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM searches WHERE search_id=?", (search_id,)).fetchone() is None:
+                c.execute("INSERT INTO searches (search_id) VALUES (?)", (search_id,))
+            for k, v in fields.items():
+                c.execute(f"UPDATE searches SET {k}=? WHERE search_id=?", (v, search_id))
+
+    def get_search(self, search_id: str) -> dict | None:
+        row = self._connect().execute("SELECT * FROM searches WHERE search_id=?", (search_id,)).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["config"] = json.loads(d.pop("config_json") or "{}")
+        return d

@@ -1,0 +1,519 @@
+"""Suites: a YAML file of entries × datasets × seeds (with defaults, overrides and grids), validated strictly.
+
+Every mistake is a ConfigError naming the YAML path (e.g. `entries[2].params.cross_layers`), the line,
+and the valid choices: unknown keys list the allowed keys, unknown models/datasets/searchers list the
+registered names, unknown model params list the model's Params fields. Model params are validated by
+the model's own `Params`, train settings by `TrainConfig`, searcher options by the searcher's `Params`.
+
+    name: quick
+    defaults: {train: {max_epochs: 3}, dataset: {source: synthetic, rows: 40000}}
+    datasets: [{name: criteo_x1}, {name: amazonelectronics_x1, rows: 30000}]
+    seeds: [0, 1]
+    entries:
+      - {name: dcnv2, model: dcnv2, params: {num_cross_layers: 2}, train: {lr: 0.001}}
+      - {name: dcnv2_grid, model: dcnv2, grid: {params.num_cross_layers: [1, 3]}}
+      - {name: rs, kind: searcher, searcher: random, search: {space: dcnv2, budget: 4}, datasets: [criteo_x1]}
+    overrides:
+      - {datasets: [amazonelectronics_x1], train: {batch_size: 512}}
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
+
+from ctrbench.errors import ConfigError, UnknownNameError
+from ctrbench.harness.records import RunSpec, canonical_json
+
+NAME_PATTERN = r"^[A-Za-z0-9_.\-\[\]=,]+$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetDefaults(Strict):
+    source: Literal["synthetic", "real"] = "synthetic"
+    rows: Optional[PositiveInt] = None  # twin size (synthetic) or row cap (None = the dataset's default)
+    data_seed: int = 0  # the twin generator's seed (the same data for every model seed)
+
+
+class DatasetEntry(Strict):
+    name: str
+    source: Optional[Literal["synthetic", "real"]] = None  # None = defaults.dataset.source
+    rows: Optional[PositiveInt] = None
+    data_seed: Optional[int] = None
+
+
+class Defaults(Strict):
+    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields for every run
+    dataset: DatasetDefaults = Field(default_factory=DatasetDefaults)
+
+
+class Entry(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: Literal["model", "searcher"] = "model"
+    model: Optional[str] = None  # kind model: a registered model
+    searcher: Optional[str] = None  # kind searcher: a registered searcher
+    search: dict[str, Any] = Field(default_factory=dict)  # kind searcher: the searcher's Params
+    params: dict[str, Any] = Field(default_factory=dict)  # the model's Params (searcher: fixed for all candidates)
+    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig overrides
+    datasets: Optional[list[str]] = None  # a subset of the suite's datasets (None = all)
+    seeds: Optional[list[NonNegativeInt]] = None  # None = the suite's seeds
+    grid: dict[str, list[Any]] = Field(default_factory=dict)  # "params.X" / "train.Y" -> values (product)
+
+
+class Override(Strict):
+    """Extra params/train settings for the runs matching every given filter (later overrides win)."""
+
+    datasets: Optional[list[str]] = None
+    entries: Optional[list[str]] = None
+    models: Optional[list[str]] = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+
+
+class SuiteFile(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    defaults: Defaults = Field(default_factory=Defaults)
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    entries: list[Entry] = Field(min_length=1)
+    overrides: list[Override] = Field(default_factory=list)
+
+
+# --- registries (the real ones by default; tests may pass their own) -------------------------------
+@dataclass
+class Registries:
+    """How the suite finds models, the train config, datasets and searchers (by name)."""
+
+    model_class: Callable[[str], Any]
+    train_config: Callable[[], type]
+    dataset_spec: Callable[[str], Any]
+    searcher_class: Callable[[str], Any]
+
+    @classmethod
+    def default(cls) -> "Registries":
+        def model_class(name):
+            from ctrbench.models.registry import get_model_class
+
+            return get_model_class(name)
+
+        def train_config():
+            from ctrbench.train import TrainConfig
+
+            return TrainConfig
+
+        def dataset_spec(name):
+            from ctrbench.data.registry import get_spec
+
+            return get_spec(name)
+
+        def searcher_class(name):
+            from ctrbench.search.registry import get_searcher_class
+
+            return get_searcher_class(name)
+
+        return cls(model_class, train_config, dataset_spec, searcher_class)
+
+
+# --- YAML with line numbers -------------------------------------------------------------------------
+def fmt_path(loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "." in str(part) or " " in str(part):
+            out += f"[{str(part)!r}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_map(node, loc: tuple, out: dict, file: str) -> None:
+    """Path -> 1-based line of every node (keys map to their key's line); duplicate keys are errors."""
+    out.setdefault(fmt_path(loc), node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for k, v in node.value:
+            key = k.value
+            if key in seen:
+                raise ConfigError(f"duplicate key {key!r}", path=fmt_path(loc + (key,)), file=f"{file}:{k.start_mark.line + 1}")
+            seen.add(key)
+            out[fmt_path(loc + (key,))] = k.start_mark.line + 1
+            _line_map(v, loc + (key,), out, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_map(v, loc + (i,), out, file)
+
+
+class SourceMap:
+    """Where each YAML path sits in the file, for error messages."""
+
+    def __init__(self, file: str, lines: dict[str, int]):
+        self.file, self.lines = file, lines
+
+    def where(self, loc) -> str:
+        """"file:line" of the deepest existing prefix of `loc`."""
+        loc = tuple(loc)
+        while loc:
+            line = self.lines.get(fmt_path(loc))
+            if line is not None:
+                return f"{self.file}:{line}"
+            loc = loc[:-1]
+        return self.file
+
+    def error(self, message: str, loc) -> ConfigError:
+        err = ConfigError(message, path=fmt_path(loc), file=self.where(loc))
+        err.loc = tuple(loc)
+        return err
+
+
+def _unwrap(t):
+    """Optional[X] -> X, list[X] -> X (the type an item of the field has)."""
+    while True:
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        origin = typing.get_origin(t)
+        if origin in (typing.Union, types.UnionType, list) and args:
+            t = args[0]
+        else:
+            return t
+
+
+def _fields_at(root: type[BaseModel], loc: tuple) -> list[str] | None:
+    """Field names of the pydantic model found by walking `loc` from `root` (for 'valid keys' hints)."""
+    cls: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        cls = _unwrap(cls)
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None
+        cls = cls.model_fields[part].annotation
+    cls = _unwrap(cls)
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return None
+
+
+def pydantic_error(exc: ValidationError, model: type[BaseModel], src: SourceMap, prefix: tuple = (),
+                   origin: Callable[[tuple], tuple] | None = None) -> ConfigError:
+    """Turn a pydantic error into a ConfigError at the YAML path (first error; the rest are listed)."""
+    msgs, first = [], None
+    for e in exc.errors():
+        loc = tuple(e["loc"])
+        yaml_loc = origin(loc) if origin else prefix + loc
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(model, loc[:-1]) or []
+            msg = f"unknown key {loc[-1]!r}; valid keys: {', '.join(valid)}"
+        elif e["type"] == "missing":
+            msg = f"missing required key {loc[-1]!r}"
+        else:
+            msg = f"{e['msg']} (got {e.get('input')!r})"
+        if first is None:
+            first = (msg, yaml_loc)
+        msgs.append(f"{fmt_path(yaml_loc)}: {msg}")
+    msg, loc = first
+    if len(msgs) > 1:
+        msg += "; also: " + "; ".join(msgs[1:])
+    return src.error(msg, loc)
+
+
+def load_yaml(path: str | os.PathLike) -> tuple[Any, SourceMap]:
+    """Parse a YAML file into plain data plus its source map; syntax errors are ConfigErrors with the line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read suite file: {exc.strerror}", file=str(path)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", file=where) from None
+    lines: dict[str, int] = {}
+    if node is not None:
+        _line_map(node, (), lines, str(path))
+    return data, SourceMap(str(path), lines)
+
+
+# --- resolved suite ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetRef:
+    name: str
+    source: str
+    rows: int | None
+    data_seed: int
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """One search (a searcher entry on one dataset with one seed); its candidates become RunSpecs."""
+
+    suite: str
+    entry: str
+    searcher: str
+    options: dict  # the searcher's resolved Params
+    model: str
+    params: dict  # fixed model params under every candidate's
+    train: dict  # train settings (merged layers) under every candidate's
+    dataset: DatasetRef
+    seed: int
+    loc: tuple = ()  # YAML path of the entry, for errors
+
+    def identity(self) -> dict:
+        return {"entry": self.entry, "searcher": self.searcher, "options": self.options, "model": self.model,
+                "params": self.params, "train": self.train, "dataset": self.dataset.__dict__, "seed": self.seed}
+
+    @property
+    def search_id(self) -> str:
+        return "s" + hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()[:15]
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset.name}/{self.entry}/seed{self.seed}"
+
+
+@dataclass
+class Suite:
+    """A validated suite: its model runs and searches, ready for the runner."""
+
+    name: str
+    path: str
+    description: str
+    runs: list[RunSpec]
+    searches: list[SearchSpec]
+    datasets: list[DatasetRef]
+    seeds: list[int]
+    entry_names: list[str] = field(default_factory=list)
+    registries: Registries | None = None
+
+    def only(self, names: list[str]) -> "Suite":
+        """The same suite restricted to the named entries (a grid entry's name selects all its points)."""
+        unknown = [n for n in names if not any(e == n or e.startswith(n + "[") for e in self.entry_names)]
+        if unknown:
+            raise ConfigError(f"unknown entry {unknown[0]!r}; valid: {', '.join(self.entry_names)}", file=self.path)
+
+        def keep(e):
+            return any(e == n or e.startswith(n + "[") for n in names)
+
+        return Suite(self.name, self.path, self.description, [r for r in self.runs if keep(r.entry)],
+                     [s for s in self.searches if keep(s.entry)], self.datasets, self.seeds, self.entry_names,
+                     self.registries)
+
+    def candidate_spec(self, search: SearchSpec, index: int, params: dict, train: dict) -> RunSpec:
+        """The RunSpec of a searcher's candidate (validated like any entry; a bad space is a ConfigError)."""
+        reg = self.registries or Registries.default()
+        src = SourceMap(self.path, {})
+        where = search.loc + (f"candidate {index}",)
+        model_cls = reg.model_class(search.model)
+        full_params = _validate_params(model_cls, search.model, {**search.params, **params}, src, lambda k: where + ("params", k))
+        full_train = _validate_train(reg.train_config(), {**search.train, **train, "seed": search.seed}, src,
+                                     lambda k: where + ("train", k))
+        return RunSpec(
+            suite=self.name, entry=search.entry, model=search.model, params=full_params, train=full_train,
+            dataset=search.dataset.name, source=search.dataset.source, rows=search.dataset.rows,
+            data_seed=search.dataset.data_seed, seed=search.seed, kind="candidate", search_id=search.search_id,
+            candidate_index=index,
+        )
+
+
+def _validate_params(model_cls, model_name: str, params: dict, src: SourceMap, key_loc: Callable[[str], tuple]) -> dict:
+    Params = model_cls.Params
+    try:
+        return Params(**params).model_dump(mode="json")
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        key = e["loc"][0] if e["loc"] else None
+        loc = key_loc(key) if key is not None else key_loc("")[:-1]
+        if e["type"] == "extra_forbidden":
+            raise src.error(f"unknown param {key!r} of model {model_name!r}; valid: {', '.join(Params.model_fields)}", loc) from None
+        raise pydantic_error(exc, Params, src, origin=lambda l: key_loc(l[0]) + tuple(l[1:]) if l else loc) from None
+    except (TypeError, ValueError) as exc:
+        raise src.error(f"invalid params of model {model_name!r}: {exc}", key_loc("")[:-1]) from None
+
+
+def _validate_train(TrainConfig, train: dict, src: SourceMap, key_loc: Callable[[str], tuple]) -> dict:
+    try:
+        return TrainConfig(**train).model_dump(mode="json")
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        key = e["loc"][0] if e["loc"] else ""
+        if e["type"] == "extra_forbidden":
+            raise src.error(f"unknown train setting {key!r}; valid: {', '.join(TrainConfig.model_fields)}", key_loc(key)) from None
+        raise pydantic_error(exc, TrainConfig, src, origin=lambda l: key_loc(l[0]) + tuple(l[1:]) if l else key_loc(key)) from None
+
+
+def _layers_loc(layers: list[tuple[tuple, dict]]) -> Callable[[str], tuple]:
+    """For a key, the YAML path of the last layer that set it (entry beats overrides beats defaults)."""
+    def loc(key: str) -> tuple:
+        for base, d in reversed(layers):
+            if key in d:
+                return base + (key,)
+        return layers[-1][0] + (key,)
+
+    return loc
+
+
+def _grid_points(entry: Entry, i: int, src: SourceMap) -> list[tuple[str, dict, dict]]:
+    """(name, params, train) per point of the entry's grid (one point when there is no grid)."""
+    if not entry.grid:
+        return [(entry.name, {}, {})]
+    keys = list(entry.grid)
+    for k in keys:
+        section, _, knob = k.partition(".")
+        if section not in ("params", "train") or not knob:
+            raise src.error(f"grid key {k!r} must be 'params.<name>' or 'train.<name>'", ("entries", i, "grid", k))
+        if not entry.grid[k]:
+            raise src.error(f"grid {k!r} has no values", ("entries", i, "grid", k))
+    out = []
+    for values in itertools.product(*(entry.grid[k] for k in keys)):
+        params, train = {}, {}
+        for k, v in zip(keys, values):
+            section, _, knob = k.partition(".")
+            (params if section == "params" else train)[knob] = v
+        tag = ",".join(f"{k.partition('.')[2]}={canonical_json(v)}" for k, v in zip(keys, values))
+        out.append((f"{entry.name}[{tag}]", params, train))
+    return out
+
+
+def load_suite(path: str | os.PathLike, registries: Registries | None = None) -> Suite:
+    """Read, validate and expand a suite file; every problem is a ConfigError with path, line and choices."""
+    reg = registries or Registries.default()
+    data, src = load_yaml(path)
+    if not isinstance(data, dict):
+        raise src.error("a suite file must be a mapping with name, datasets, entries", ())
+    try:
+        sf = SuiteFile.model_validate(data)
+    except ValidationError as exc:
+        raise pydantic_error(exc, SuiteFile, src) from None
+
+    # datasets
+    dflt = sf.defaults.dataset
+    datasets: list[DatasetRef] = []
+    for j, d in enumerate(sf.datasets):
+        try:
+            reg.dataset_spec(d.name)
+        except UnknownNameError as exc:
+            raise src.error(f"unknown dataset {d.name!r}; valid: {', '.join(exc.valid)}", ("datasets", j, "name")) from None
+        if any(x.name == d.name for x in datasets):
+            raise src.error(f"dataset {d.name!r} listed twice", ("datasets", j, "name"))
+        datasets.append(DatasetRef(d.name, d.source or dflt.source, d.rows if d.rows is not None else dflt.rows,
+                                   d.data_seed if d.data_seed is not None else dflt.data_seed))
+    by_name = {d.name: d for d in datasets}
+    entry_names = [e.name for e in sf.entries]
+    for i, e in enumerate(sf.entries):
+        if entry_names.count(e.name) > 1:
+            raise src.error(f"entry name {e.name!r} used twice", ("entries", i, "name"))
+    for j, o in enumerate(sf.overrides):
+        for key, valid in (("datasets", list(by_name)), ("entries", entry_names)):
+            for k, v in enumerate(getattr(o, key) or []):
+                if v not in valid:
+                    raise src.error(f"unknown {key[:-1]} {v!r}; valid: {', '.join(valid)}", ("overrides", j, key, k))
+
+    TrainConfig = reg.train_config()
+    runs: list[RunSpec] = []
+    searches: list[SearchSpec] = []
+    expanded_names: list[str] = []
+    for i, e in enumerate(sf.entries):
+        eloc = ("entries", i)
+        # which model and (for searchers) which searcher
+        searcher = None
+        if e.kind == "model":
+            if e.model is None:
+                raise src.error("a model entry needs 'model' (a registered model name)", eloc + ("model",))
+            for bad in ("searcher", "search"):
+                if getattr(e, bad):
+                    raise src.error(f"{bad!r} is only for kind: searcher", eloc + (bad,))
+            model_name = e.model
+        else:
+            if e.searcher is None:
+                raise src.error("a searcher entry needs 'searcher' (a registered searcher name)", eloc + ("searcher",))
+            if e.grid:
+                raise src.error("a searcher entry cannot have a grid (the searcher chooses the values)", eloc + ("grid",))
+            try:
+                scls = reg.searcher_class(e.searcher)
+            except UnknownNameError as exc:
+                raise src.error(f"unknown searcher {e.searcher!r}; valid: {', '.join(exc.valid)}", eloc + ("searcher",)) from None
+            try:
+                options = scls.Params(**e.search)
+            except ValidationError as exc:
+                raise pydantic_error(exc, scls.Params, src, prefix=eloc + ("search",)) from None
+            try:
+                searcher = scls(options)
+            except UnknownNameError as exc:
+                key = "space" if "space" in e.search else None
+                raise src.error(str(exc), eloc + ("search",) + ((key,) if key else ())) from None
+            model_name = searcher.model
+            if e.model is not None and e.model != model_name:
+                raise src.error(f"searcher {e.searcher!r} searches model {model_name!r}, not {e.model!r}", eloc + ("model",))
+        try:
+            model_cls = reg.model_class(model_name)
+        except UnknownNameError as exc:
+            raise src.error(f"unknown model {model_name!r}; valid: {', '.join(exc.valid)}", eloc + ("model",)) from None
+
+        ds_names = e.datasets if e.datasets is not None else list(by_name)
+        for k, n in enumerate(ds_names):
+            if n not in by_name:
+                raise src.error(f"dataset {n!r} is not in this suite's datasets; valid: {', '.join(by_name)}",
+                                eloc + ("datasets", k))
+        seeds = e.seeds if e.seeds is not None else sf.seeds
+        for name, gparams, gtrain in _grid_points(e, i, src):
+            expanded_names.append(name)
+            for dname in ds_names:
+                ds = by_name[dname]
+                param_layers: list[tuple[tuple, dict]] = []
+                train_layers: list[tuple[tuple, dict]] = [(("defaults", "train"), sf.defaults.train)]
+                for j, o in enumerate(sf.overrides):
+                    if ((o.datasets is None or dname in o.datasets) and (o.entries is None or e.name in o.entries)
+                            and (o.models is None or model_name in o.models)):
+                        param_layers.append((("overrides", j, "params"), o.params))
+                        train_layers.append((("overrides", j, "train"), o.train))
+                param_layers += [(eloc + ("params",), e.params), (eloc + ("grid",), {f"params.{k}": v for k, v in gparams.items()})]
+                train_layers += [(eloc + ("train",), e.train), (eloc + ("grid",), {f"train.{k}": v for k, v in gtrain.items()})]
+                params = {k: v for _, d in param_layers[:-1] for k, v in d.items()} | gparams
+                train = {k: v for _, d in train_layers[:-1] for k, v in d.items()} | gtrain
+                ploc = _grid_aware(_layers_loc(param_layers[:-1]), "params", gparams, eloc)
+                tloc = _grid_aware(_layers_loc(train_layers[:-1]), "train", gtrain, eloc)
+                for seed in seeds:
+                    rtrain = _validate_train(TrainConfig, {**train, "seed": seed}, src, tloc)
+                    if searcher is None:
+                        rparams = _validate_params(model_cls, model_name, params, src, ploc)
+                        runs.append(RunSpec(
+                            suite=sf.name, entry=name, model=model_name, params=rparams, train=rtrain,
+                            dataset=ds.name, source=ds.source, rows=ds.rows, data_seed=ds.data_seed, seed=seed,
+                        ))
+                    else:
+                        _validate_params(model_cls, model_name, params, src, ploc)  # the fixed part alone is valid
+                        searches.append(SearchSpec(
+                            suite=sf.name, entry=name, searcher=e.searcher, options=options.model_dump(mode="json"),
+                            model=model_name, params=params, train=train, dataset=ds, seed=seed, loc=eloc,
+                        ))
+    suite = Suite(sf.name, str(path), sf.description, runs, searches, datasets, list(sf.seeds), expanded_names, reg)
+    for s in suite.searches:  # every candidate the searcher would propose first must validate now, not mid-run
+        for c in _first_candidates(reg, s):
+            suite.candidate_spec(s, c.index, c.params, c.train)
+    return suite
+
+
+def _grid_aware(loc_fn: Callable[[str], tuple], section: str, grid: dict, eloc: tuple) -> Callable[[str], tuple]:
+    def loc(key: str) -> tuple:
+        return eloc + ("grid", f"{section}.{key}") if key in grid else loc_fn(key)
+
+    return loc
+
+
+def _first_candidates(reg: Registries, s: SearchSpec):
+    scls = reg.searcher_class(s.searcher)
+    return scls(scls.Params(**s.options)).ask([])

@@ -1,0 +1,1 @@
+"""Searchers on top of the harness: each candidate a searcher proposes is evaluated as an ordinary run."""

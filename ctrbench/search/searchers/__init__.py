@@ -1,0 +1,1 @@
+"""Searchers (random search here; the paper searchers come later)."""

@@ -1,0 +1,15 @@
+"""A small DCNv2 space (BARS-style knobs): embedding size, cross depth, MLP widths, dropout, learning rate."""
+from ctrbench.search.registry import register_space
+from ctrbench.search.spaces.space import Choice, LogUniform, SearchSpace
+
+DCNV2_SPACE = register_space(SearchSpace(
+    name="dcnv2",
+    model="dcnv2",
+    params={
+        "embedding_dim": Choice((8, 16, 32)),
+        "num_cross_layers": Choice((1, 2, 3)),
+        "dnn_hidden_units": Choice(((64, 64), (128, 64), (256, 128), (256, 256, 128))),
+        "net_dropout": Choice((0.0, 0.1, 0.2)),
+    },
+    train={"lr": LogUniform(3e-4, 3e-3)},
+))

@@ -69,7 +69,8 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.dataset}/{self.entry}/seed{self.seed}"
+        cand = f"#{self.candidate_index}" if self.candidate_index is not None else ""
+        return f"{self.dataset}/{self.entry}{cand}/seed{self.seed}"
 
 
 @dataclass

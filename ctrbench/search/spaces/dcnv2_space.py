@@ -8,7 +8,7 @@ DCNV2_SPACE = register_space(SearchSpace(
     params={
         "embedding_dim": Choice((8, 16, 32)),
         "num_cross_layers": Choice((1, 2, 3)),
-        "dnn_hidden_units": Choice(((64, 64), (128, 64), (256, 128), (256, 256, 128))),
+        "parallel_dnn_hidden_units": Choice(((64, 64), (128, 64), (256, 128), (256, 256, 128))),
         "net_dropout": Choice((0.0, 0.1, 0.2)),
     },
     train={"lr": LogUniform(3e-4, 3e-3)},

@@ -1,0 +1,288 @@
+"""Reports of a suite from the run store: table.md, runs.csv, summary.csv, auc_vs_flops.png, perf_records.csv.
+
+- table.md / summary.csv: per dataset × entry, mean ± std over seeds of AUC, gAUC, logloss, NE, the gap to
+  the twin oracle's AUC, params, FLOPs/sample and samples/s (a searcher entry shows, per seed, its best
+  candidate by the validation metric).
+- runs.csv: every run of the suite (candidates included), one row each.
+- perf_records.csv: every measured run flattened to feature columns (model params, train knobs, dataset
+  shape, system knobs) plus its measured cost — the training data of CubicML's performance predictor.
+Every file states the command and the machine (CPU, cores, threads, torch, git revision, dates) behind it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ctrbench.harness.records import RunRecord
+from ctrbench.harness.store import RunStore, utc_now
+from ctrbench.harness.suite import Suite
+
+METRICS = ("auc", "gauc", "logloss", "ne")
+COST = ("params", "flops_fwd_per_sample", "flops_train_per_sample", "train_samples_per_s", "infer_samples_per_s",
+        "step_time_p50_ms", "step_time_p90_ms", "peak_memory_mb")
+
+
+@dataclass
+class SuiteRuns:
+    """A suite's runs as stored: model runs, and per search its summary and candidates."""
+
+    runs: list[RunRecord]
+    searches: list[dict] = field(default_factory=list)  # {spec, summary, candidates, best}
+    missing: int = 0  # runs of the suite not in the store yet
+
+    @property
+    def all(self) -> list[RunRecord]:
+        return self.runs + [c for s in self.searches for c in s["candidates"]]
+
+
+def collect(suite: Suite, store: RunStore) -> SuiteRuns:
+    """The stored records of exactly this suite's runs (by config hash) and of its searches."""
+    hashes = [r.config_hash for r in suite.runs]
+    runs = store.records(hashes=hashes)
+    out = SuiteRuns(runs, missing=len(hashes) - len(runs))
+    for s in suite.searches:
+        summary = store.get_search(s.search_id)
+        cands = sorted(store.records(search_id=s.search_id), key=lambda r: r.candidate_index or 0)
+        best = next((c for c in cands if summary and c.config_hash == summary.get("best_config_hash")), None)
+        if summary is None:
+            out.missing += int(s.options.get("budget", 0))
+        out.searches.append({"spec": s, "summary": summary, "candidates": cands, "best": best})
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def summarize(sr: SuiteRuns) -> list[dict]:
+    """Per (dataset, entry) aggregates over seeds; ok runs only for the metrics, all runs counted."""
+    groups: "OrderedDict[tuple, list[RunRecord]]" = OrderedDict()
+    labels: dict[tuple, str] = {}
+    for r in sr.runs:
+        groups.setdefault((r.dataset, r.entry), []).append(r)
+        labels[(r.dataset, r.entry)] = r.model
+    for s in sr.searches:
+        spec = s["spec"]
+        key = (spec.dataset.name, spec.entry)
+        groups.setdefault(key, [])
+        if s["best"] is not None:
+            groups[key].append(s["best"])
+        labels[key] = f"{spec.model} (best of {len(s['candidates'])}, {spec.searcher} search)"
+    rows = []
+    for (dataset, entry), recs in groups.items():
+        ok = [r for r in recs if r.status == "ok"]
+        row = {"dataset": dataset, "entry": entry, "model": labels[(dataset, entry)], "runs": len(recs),
+               "ok": len(ok), "statuses": ",".join(sorted({r.status for r in recs}))}
+        for k in METRICS:
+            row[f"{k}_mean"], row[f"{k}_std"] = _mean_std([getattr(r, k) for r in ok])
+        row["oracle_auc_mean"], _ = _mean_std([r.oracle_auc for r in ok])
+        row["oracle_gap_mean"], row["oracle_gap_std"] = _mean_std(
+            [r.oracle_auc - r.auc for r in ok if r.oracle_auc is not None and r.auc is not None])
+        for k in COST:
+            row[f"{k}_mean"], row[f"{k}_std"] = _mean_std([getattr(r, k) for r in ok])
+        rows.append(row)
+    return rows
+
+
+# --- provenance ---------------------------------------------------------------------------------------
+def machine_lines(records: list[RunRecord]) -> list[str]:
+    """One line per distinct machine/software setup the records ran on."""
+    setups: "OrderedDict[tuple, list[RunRecord]]" = OrderedDict()
+    for r in records:
+        env = r.environment or {}
+        key = (env.get("cpu"), env.get("cores"), r.threads, env.get("gpu"), env.get("torch"), r.git_rev, env.get("hostname"))
+        setups.setdefault(key, []).append(r)
+    lines = []
+    for (cpu, cores, threads, gpu, torch_v, rev, host), recs in setups.items():
+        dates = sorted(d for r in recs for d in (r.started_at, r.finished_at) if d)
+        span = f"{dates[0]} – {dates[-1]}" if dates else "unknown dates"
+        lines.append(f"{cpu or 'unknown CPU'}, {cores} cores, {threads} torch threads"
+                     + (f", GPU {gpu}" if gpu else ", no GPU") + f", torch {torch_v}, git {rev or 'unknown'}"
+                     + f", host {host}; {len(recs)} runs, {span}")
+    return lines
+
+
+def command_lines(records: list[RunRecord]) -> list[str]:
+    return sorted({r.command for r in records if r.command})
+
+
+# --- formatting ---------------------------------------------------------------------------------------
+def _fmt(mean, std, digits=4) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
+
+
+def _si(v) -> str:
+    if v is None:
+        return "–"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = ["dataset", "entry", "model", "ok/runs", "AUC", "gAUC", "logloss", "NE", "oracle AUC", "gap to oracle",
+            "params", "FLOPs/sample (fwd)", "train samples/s", "infer samples/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["dataset"], r["entry"], r["model"], f"{r['ok']}/{r['runs']}",
+                 _fmt(r["auc_mean"], r["auc_std"]), _fmt(r["gauc_mean"], r["gauc_std"]),
+                 _fmt(r["logloss_mean"], r["logloss_std"]), _fmt(r["ne_mean"], r["ne_std"]),
+                 _fmt(r["oracle_auc_mean"], 0), _fmt(r["oracle_gap_mean"], r["oracle_gap_std"]),
+                 _si(r["params_mean"]), _si(r["flops_fwd_per_sample_mean"]),
+                 _si(r["train_samples_per_s_mean"]), _si(r["infer_samples_per_s_mean"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _first_line(s: str | None) -> str | None:
+    return s.splitlines()[0][:300] if s else s
+
+
+def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
+    cols = ["config_hash", "run_id", "attempt", "entry", "kind", "model", "dataset", "source", "rows", "data_seed",
+            "seed", "search_id", "candidate_index", "status", "error", "auc", "gauc", "logloss", "ne", "calibration",
+            "oracle_auc", "oracle_gauc", "oracle_logloss", "oracle_ne", "valid_auc", "epochs_run", "best_epoch",
+            "nan_step", *COST, "batch_size", "threads", "world_size", "device", "dtype", "train_seconds",
+            "wall_seconds", "started_at", "finished_at", "git_rev", "command"]
+    data = []
+    for r in records:
+        d = {c: getattr(r, c) for c in cols}
+        d["error"] = _first_line(r.error)
+        d["model_params"] = json.dumps(r.config.get("params", {}), sort_keys=True)
+        d["train_config"] = json.dumps(r.config.get("train", {}), sort_keys=True)
+        data.append(d)
+    return pd.DataFrame(data, columns=cols + ["model_params", "train_config"])
+
+
+def _flatten(prefix: str, d: dict, out: dict) -> None:
+    for k, v in sorted(d.items()):
+        key = f"{prefix}.{k}"
+        if isinstance(v, dict):
+            _flatten(key, v, out)
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v)
+            nums = [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            out[f"{key}.len"] = len(v)
+            if len(nums) == len(v):
+                out[f"{key}.sum"] = sum(nums)
+        elif isinstance(v, bool):
+            out[key] = int(v)
+        else:
+            out[key] = v
+
+
+def perf_frame(records: list[RunRecord]) -> pd.DataFrame:
+    """Every measured run as features (config knobs, dataset shape, system) + targets (measured cost)."""
+    rows = []
+    for r in records:
+        if r.train_samples_per_s is None:
+            continue
+        d = {"config_hash": r.config_hash, "model": r.model, "dataset": r.dataset, "rows": r.rows,
+             "train_rows": r.train_rows, "status": r.status}
+        _flatten("param", r.config.get("params", {}), d)
+        _flatten("train", {k: v for k, v in r.config.get("train", {}).items() if k != "seed"}, d)
+        _flatten("data", r.extra.get("dataset", {}), d)
+        d.update({"sys.threads": r.threads, "sys.world_size": r.world_size, "sys.device": r.device,
+                  "sys.dtype": r.dtype, "sys.cpu": (r.environment or {}).get("cpu"),
+                  "sys.torch": (r.environment or {}).get("torch")})
+        _flatten("sys.backend", r.backend or {}, d)
+        for k in COST:
+            d[k] = getattr(r, k)
+        d["auc"] = r.auc
+        rows.append(d)
+    return pd.DataFrame(rows)
+
+
+def plot_auc_vs_flops(rows: list[dict], path: Path, title: str) -> None:
+    """One panel per dataset: mean AUC (± std) against forward FLOPs per sample, the oracle as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(OrderedDict.fromkeys(r["dataset"] for r in rows))
+    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(6 * max(1, len(datasets)), 4.5), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        pts = [r for r in rows if r["dataset"] == ds and r["auc_mean"] is not None]
+        for r in pts:
+            x = r["flops_fwd_per_sample_mean"] or 0.0
+            ax.errorbar([x], [r["auc_mean"]], yerr=[r["auc_std"] or 0.0], fmt="o", capsize=3)
+            ax.annotate(r["entry"], (x, r["auc_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        oracle = [r["oracle_auc_mean"] for r in pts if r["oracle_auc_mean"] is not None]
+        if oracle:
+            ax.axhline(statistics.fmean(oracle), ls="--", color="grey", label="oracle AUC")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xscale("symlog", linthresh=1e3)
+        ax.set_xlabel("forward FLOPs per sample (lookups count 0)")
+        ax.set_ylabel("test AUC (mean ± std over seeds)")
+        ax.set_title(ds)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read a report CSV, skipping its leading '# ' provenance lines (fields may contain '#' themselves)."""
+    with open(path) as f:
+        skip = 0
+        for line in f:
+            if not line.startswith("# "):
+                break
+            skip += 1
+    return pd.read_csv(path, skiprows=skip)
+
+
+def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: str) -> dict[str, Path]:
+    """Write the suite's report files into out_dir; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sr = collect(suite, store)
+    records = sr.all
+    rows = summarize(sr)
+    machines = machine_lines(records)
+    run_cmds = command_lines(records)
+    provenance = [f"Runs produced by: {', '.join(f'`{c}`' for c in run_cmds) or 'unknown'}",
+                  f"Report produced by: `{command}` at {utc_now()}",
+                  *[f"Machine: {m}" for m in machines]]
+    paths = {k: out / v for k, v in (("table", "table.md"), ("runs", "runs.csv"), ("summary", "summary.csv"),
+                                      ("plot", "auc_vs_flops.png"), ("perf", "perf_records.csv"))}
+    md = [f"# Suite `{suite.name}`", "", suite.description.strip(), "", *[f"- {p}" for p in provenance], ""]
+    if sr.missing:
+        md += [f"**{sr.missing} run(s) of this suite are not in the store yet** (not run, or still running).", ""]
+    md += [markdown_table(rows), "",
+           "Mean ± std over seeds of the ok runs (test split, best validation checkpoint). gap to oracle = the twin "
+           "oracle's AUC minus the model's on the same test rows. FLOPs count matmuls only (torch.utils.flop_counter); "
+           "samples/s are medians of timed steps after warm-up at the run's batch size.", ""]
+    for s in sr.searches:
+        spec, summ = s["spec"], s["summary"] or {}
+        md.append(f"**{spec.entry}** on {spec.dataset.name} seed {spec.seed}: {spec.searcher} search, "
+                  f"{len(s['candidates'])} candidates, best by validation {spec.options.get('metric', 'auc')} = "
+                  f"{summ.get('best_value') if summ.get('best_value') is None else round(summ['best_value'], 4)}"
+                  + (f" (candidate {s['best'].candidate_index}: {json.dumps(s['best'].config['params'], sort_keys=True)}, "
+                     f"lr {s['best'].config['train'].get('lr')})" if s["best"] else ""))
+    bad = [r for r in records if r.status not in ("ok",)]
+    if bad:
+        md += ["", "Runs that did not finish ok:", ""]
+        md += [f"- {r.dataset}/{r.entry}/seed{r.seed}: {r.status} — {_first_line(r.error) or ''}" for r in bad]
+    paths["table"].write_text("\n".join(md) + "\n")
+    header = "".join(f"# {p}\n" for p in provenance)
+    for key, frame in (("runs", runs_frame(records)), ("summary", pd.DataFrame(rows)), ("perf", perf_frame(records))):
+        with open(paths[key], "w") as f:
+            f.write(header)
+            frame.to_csv(f, index=False)
+    plot_auc_vs_flops(rows, paths["plot"], f"{suite.name}: " + (machines[0] if machines else ""))
+    return paths

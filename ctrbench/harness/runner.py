@@ -1,0 +1,340 @@
+"""Executors: run a suite's runs in-process (default), in a local process pool, or on Ray; resume-safe.
+
+Every run goes through the store: claimed ("running", with the pid) before it starts, overwritten with
+its result when it ends; finished runs (ok/nan) are skipped unless `force`. In the process pool each
+worker claims and writes its own record; on Ray the driver claims and writes (workers may live on other
+machines without the store's file system). SIGTERM and Ctrl-C mark the current run "interrupted";
+a run whose process was killed outright is marked "interrupted" by the next start (`store.recover`).
+Searcher entries run after the model runs: the searcher proposes candidates, the same executor runs them.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctrbench.errors import CtrbenchError
+from ctrbench.harness.execute import execute_run
+from ctrbench.harness.records import RunRecord, RunSpec
+from ctrbench.harness.store import RunStore, utc_now
+from ctrbench.harness.suite import SearchSpec, Suite
+from ctrbench.search.base import Evaluation, run_search
+
+EXECUTORS = ("local", "process", "ray")
+
+
+class HarnessError(CtrbenchError):
+    """The harness could not carry on (a worker pool broke, Ray is missing, ...)."""
+
+
+class Progress:
+    """Progress hooks (no-ops); the CLI's rich progress bars subclass this."""
+
+    def suite_start(self, total_runs: int) -> None: ...
+    def run_start(self, spec: RunSpec) -> None: ...
+    def run_end(self, spec: RunSpec, record: RunRecord, outcome: str) -> None: ...  # outcome: run|done|busy
+    def fit_callbacks(self, spec: RunSpec) -> Any: return None
+
+
+@contextmanager
+def interrupt_marking(store: RunStore, config_hash: str):
+    """While a run executes: SIGTERM raises KeyboardInterrupt, and an interrupt marks the run interrupted."""
+    main = threading.current_thread() is threading.main_thread()
+    old = None
+    if main:
+        def on_term(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as exc:
+        store.mark_interrupted(config_hash, f"{type(exc).__name__} {exc}".strip())
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, old)
+
+
+def run_claimed(store: RunStore, spec: RunSpec, *, force: bool, data_root, command: str | None,
+                progress: Progress | None = None) -> tuple[str, RunRecord]:
+    """Claim `spec` in the store, execute it if ours, write the result. Returns (outcome, record)."""
+    claim = store.claim(spec, force=force, command=command)
+    if claim.outcome != "run":
+        return claim.outcome, claim.record
+    if progress:
+        progress.run_start(spec)
+    with interrupt_marking(store, spec.config_hash):
+        rec = execute_run(spec, data_root=data_root, callbacks=progress.fit_callbacks(spec) if progress else None,
+                          record=claim.record)
+    store.finish(rec)
+    return "run", rec
+
+
+class LocalExecutor:
+    """Runs one run after another in this process (with epoch/batch progress)."""
+
+    def __init__(self, store: RunStore, *, force=False, data_root=None, command=None, progress=None, **_):
+        self.store, self.force, self.data_root, self.command = store, force, data_root, command
+        self.progress = progress or Progress()
+
+    def run(self, specs: list[RunSpec]) -> list[RunRecord]:
+        out = []
+        for spec in specs:
+            outcome, rec = run_claimed(self.store, spec, force=self.force, data_root=self.data_root,
+                                       command=self.command, progress=self.progress)
+            self.progress.run_end(spec, rec, outcome)
+            out.append(rec)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+# --- process pool -----------------------------------------------------------------------------------
+_WORKER_STORE: dict[str, RunStore] = {}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _worker_run(spec_d: dict, store_path: str, force: bool, data_root, command) -> tuple[str, dict]:
+    """Runs in a pool worker: claim, execute, and write the record itself."""
+    store = _WORKER_STORE.get(store_path)
+    if store is None:
+        store = _WORKER_STORE[store_path] = RunStore(store_path)
+    outcome, rec = run_claimed(store, RunSpec.from_dict(spec_d), force=force, data_root=data_root, command=command)
+    return outcome, rec.to_dict()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class ProcessExecutor:
+    """A local pool of `workers` processes (spawned); each worker writes its own record to the store.
+    Runs without a `threads` setting get cores // workers intra-op threads each."""
+
+    def __init__(self, store: RunStore, *, workers=None, force=False, data_root=None, command=None, progress=None, **_):
+        self.store, self.force, self.data_root, self.command = store, force, data_root, command
+        self.progress = progress or Progress()
+        self.workers = workers or usable_cores()
+        threads = max(1, usable_cores() // self.workers)
+        self.pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                           initializer=_worker_init, initargs=(threads,))
+
+    def run(self, specs: list[RunSpec]) -> list[RunRecord]:
+        futs = {self.pool.submit(_worker_run, s.to_dict(), str(self.store.path), self.force, self.data_root,
+                                 self.command): i for i, s in enumerate(specs)}
+        out: list[RunRecord | None] = [None] * len(specs)
+        try:
+            for fut in cf.as_completed(futs):
+                i = futs[fut]
+                try:
+                    outcome, d = fut.result()
+                except cf.process.BrokenProcessPool as exc:
+                    dead = self.store.recover()
+                    raise HarnessError(f"a worker process died ({exc}); {len(dead)} run(s) marked interrupted — "
+                                       "run the suite again to resume") from None
+                out[i] = RunRecord.from_dict(d)
+                self.progress.run_end(specs[i], out[i], outcome)
+        except BaseException:
+            self._terminate()
+            raise
+        return out  # type: ignore[return-value]
+
+    def _terminate(self) -> None:
+        """Stop the workers with SIGTERM (each marks its run interrupted), then drop the pool."""
+        procs = list(getattr(self.pool, "_processes", {}).values())
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=10)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.store.recover()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+# --- Ray --------------------------------------------------------------------------------------------
+def _ray_execute(spec_d: dict, data_root, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    return execute_run(RunSpec.from_dict(spec_d), data_root=data_root).to_dict()
+
+
+class RayExecutor:
+    """Ray tasks (one CPU each by default); the driver claims each run and writes its record.
+    `address` None starts a local Ray with `workers` CPUs; otherwise it joins that cluster."""
+
+    def __init__(self, store: RunStore, *, workers=None, address=None, force=False, data_root=None, command=None,
+                 progress=None, cpus_per_run: int = 1, **_):
+        try:
+            import ray
+        except ImportError:
+            raise HarnessError("the Ray executor needs ray: pip install 'ctrbench[ray]'") from None
+        self.ray = ray
+        self.store, self.force, self.data_root, self.command = store, force, data_root, command
+        self.progress = progress or Progress()
+        self.cpus_per_run = cpus_per_run
+        self._own = not ray.is_initialized()
+        if self._own:
+            kw: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                ray.init(num_cpus=workers or usable_cores(), **kw)
+        self._remote = ray.remote(num_cpus=cpus_per_run)(_ray_execute)
+
+    def run(self, specs: list[RunSpec]) -> list[RunRecord]:
+        ray = self.ray
+        out: list[RunRecord | None] = [None] * len(specs)
+        pending: dict = {}
+        claims: dict[int, RunRecord] = {}
+        try:
+            for i, spec in enumerate(specs):
+                claim = self.store.claim(spec, force=self.force, command=self.command)
+                if claim.outcome != "run":
+                    out[i] = claim.record
+                    self.progress.run_end(spec, claim.record, claim.outcome)
+                    continue
+                claims[i] = claim.record
+                self.progress.run_start(spec)
+                ref = self._remote.remote(spec.to_dict(), self.data_root, self.cpus_per_run)
+                pending[ref] = i
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    i = pending.pop(ref)
+                    try:
+                        rec = RunRecord.from_dict(ray.get(ref))
+                    except Exception as exc:  # noqa: BLE001 - the worker itself died
+                        rec = claims[i]
+                        rec.status, rec.error, rec.finished_at = "failed", f"ray task failed: {exc}", utc_now()
+                    c = claims[i]  # keep the driver's claim identity (attempt, pid of the claimer)
+                    rec.run_id, rec.attempt, rec.started_at, rec.command = c.run_id, c.attempt, c.started_at, c.command
+                    self.store.finish(rec)
+                    out[i] = rec
+                    self.progress.run_end(specs[i], rec, "run")
+        except (KeyboardInterrupt, SystemExit):
+            for ref, i in pending.items():
+                ray.cancel(ref, force=True)
+                self.store.mark_interrupted(specs[i].config_hash, "driver interrupted")
+            raise
+        return out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self._own:
+            self.ray.shutdown()
+
+
+def make_executor(kind: str, store: RunStore, **kw):
+    if kind == "local":
+        return LocalExecutor(store, **kw)
+    if kind == "process":
+        return ProcessExecutor(store, **kw)
+    if kind == "ray":
+        return RayExecutor(store, **kw)
+    raise HarnessError(f"unknown executor {kind!r}; valid: {', '.join(EXECUTORS)}")
+
+
+# --- suites -----------------------------------------------------------------------------------------
+@dataclass
+class SuiteResult:
+    records: list[RunRecord]  # every run of the suite, candidates included, in suite order
+    searches: list[dict] = field(default_factory=list)
+    executed: int = 0
+    skipped: int = 0
+    recovered: list[str] = field(default_factory=list)
+
+
+def _run_search(suite: Suite, search: SearchSpec, ex, store: RunStore, reg) -> tuple[dict, list[RunRecord]]:
+    scls = reg.searcher_class(search.searcher)
+    searcher = scls(scls.Params(**search.options))
+    metric = searcher.params.metric
+    sid = search.search_id
+    store.put_search(sid, suite=suite.name, entry=search.entry, searcher=search.searcher, dataset=search.dataset.name,
+                     seed=search.seed, status="running", config=search.identity(), started_at=utc_now())
+    records: list[RunRecord] = []
+
+    def evaluate(batch):
+        specs = [suite.candidate_spec(search, c.index, c.params, c.train) for c in batch]
+        recs = ex.run(specs)
+        records.extend(recs)
+        return [Evaluation(c, r.status, (r.valid or {}).get(metric), r) for c, r in zip(batch, recs)]
+
+    result = run_search(searcher, evaluate)
+    best = result.best
+    summary = dict(status="ok" if best else "failed", candidates=len(result.history), finished_at=utc_now(),
+                   best_config_hash=best.record.config_hash if best else None, best_value=best.value if best else None)
+    store.put_search(sid, **summary)
+    return {"search_id": sid, "entry": search.entry, "dataset": search.dataset.name, "seed": search.seed,
+            "metric": metric, **summary}, records
+
+
+def planned_runs(suite: Suite) -> int:
+    """Runs the suite will execute or skip (model runs + each search's budget where it declares one)."""
+    return len(suite.runs) + sum(int(s.options.get("budget", 0)) for s in suite.searches)
+
+
+def run_suite(suite: Suite, store: RunStore, *, executor: str = "local", workers: int | None = None,
+              address: str | None = None, data_root=None, force: bool = False, command: str | None = None,
+              progress: Progress | None = None) -> SuiteResult:
+    """Run every run and search of `suite` (skipping finished ones unless `force`) and return the records."""
+    progress = progress or Progress()
+    recovered = store.recover()
+    progress.suite_start(planned_runs(suite))
+    counting = _Counting(progress)
+    ex = make_executor(executor, store, workers=workers, address=address, force=force, data_root=data_root,
+                       command=command, progress=counting)
+    try:
+        records = ex.run(suite.runs)
+        searches = []
+        from ctrbench.harness.suite import Registries
+
+        reg = suite.registries or Registries.default()
+        for s in suite.searches:
+            summary, recs = _run_search(suite, s, ex, store, reg)
+            searches.append(summary)
+            records.extend(recs)
+    finally:
+        ex.close()
+    return SuiteResult(records, searches, counting.executed, counting.skipped, recovered)
+
+
+class _Counting(Progress):
+    """Counts executed/skipped runs while forwarding to the user's progress."""
+
+    def __init__(self, inner: Progress):
+        self.inner, self.executed, self.skipped = inner, 0, 0
+
+    def suite_start(self, total_runs):
+        self.inner.suite_start(total_runs)
+
+    def run_start(self, spec):
+        self.inner.run_start(spec)
+
+    def run_end(self, spec, record, outcome):
+        if outcome == "run":
+            self.executed += 1
+        else:
+            self.skipped += 1
+        self.inner.run_end(spec, record, outcome)
+
+    def fit_callbacks(self, spec):
+        return self.inner.fit_callbacks(spec)

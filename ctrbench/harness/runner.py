@@ -292,12 +292,28 @@ def planned_runs(suite: Suite) -> int:
     return len(suite.runs) + sum(int(s.options.get("budget", 0)) for s in suite.searches)
 
 
+def prepare_datasets(suite: Suite, data_root=None) -> None:
+    """Open (building twins on first use) every dataset the suite uses, once, in this process: workers then
+    only open finished caches (no two processes build the same twin), and a dataset that is not prepared
+    stops the suite before any run starts."""
+    from ctrbench.data.api import open_dataset
+
+    seen = set()
+    for r in suite.runs:
+        seen.add((r.dataset, r.source, r.rows, r.data_seed))
+    for s in suite.searches:
+        seen.add((s.dataset.name, s.dataset.source, s.dataset.rows, s.dataset.data_seed))
+    for name, source, rows, data_seed in sorted(seen, key=str):
+        open_dataset(name, source, rows=rows, seed=data_seed, data_root=data_root)
+
+
 def run_suite(suite: Suite, store: RunStore, *, executor: str = "local", workers: int | None = None,
               address: str | None = None, data_root=None, force: bool = False, command: str | None = None,
               progress: Progress | None = None) -> SuiteResult:
     """Run every run and search of `suite` (skipping finished ones unless `force`) and return the records."""
     progress = progress or Progress()
     recovered = store.recover()
+    prepare_datasets(suite, data_root)
     progress.suite_start(planned_runs(suite))
     counting = _Counting(progress)
     ex = make_executor(executor, store, workers=workers, address=address, force=force, data_root=data_root,

@@ -1,0 +1,138 @@
+"""The run store: resume decisions, recovery of killed runs, concurrent writers, additive schema."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from ctrbench.harness.records import RunRecord, RunSpec
+from ctrbench.harness.store import RunStore, process_alive, process_start_time
+
+
+def spec(i: int = 0, **kw) -> RunSpec:
+    base = dict(suite="s", entry=f"e{i}", model="lr", params={"embedding_dim": 4}, train={"lr": 0.001, "seed": 0},
+                dataset="criteo_x1", rows=100, seed=0)
+    base.update(kw)
+    return RunSpec(**base)
+
+
+def test_identity_ignores_suite_name_but_not_config():
+    assert spec(suite="a").config_hash == spec(suite="b").config_hash
+    assert spec().config_hash != spec(seed=1).config_hash
+    assert spec().config_hash != spec(params={"embedding_dim": 8}).config_hash
+    assert spec().config_hash != spec(rows=200).config_hash
+    assert spec().config_hash != spec(train={"lr": 0.001, "seed": 0, "batch_size": 64}).config_hash
+
+
+def test_claim_finish_get_roundtrip_and_resume(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    s = spec()
+    claim = store.claim(s, command="ctrbench run x")
+    assert claim.outcome == "run" and claim.record.status == "running" and claim.record.pid == os.getpid()
+    rec = claim.record
+    rec.status, rec.auc, rec.history, rec.backend = "ok", 0.75, [{"epoch": 0, "auc": 0.7}], {"op": "torch"}
+    store.finish(rec)
+    got = store.get(s.config_hash)
+    assert got.status == "ok" and got.auc == 0.75 and got.history == [{"epoch": 0, "auc": 0.7}]
+    assert got.spec == s and got.command == "ctrbench run x" and got.run_id == f"{s.config_hash}-1"
+    # a second claim skips the finished run; --force claims it again as attempt 2
+    assert store.claim(s).outcome == "done"
+    forced = store.claim(s, force=True)
+    assert forced.outcome == "run" and forced.record.attempt == 2 and forced.record.run_id.endswith("-2")
+    assert store.get(s.config_hash).status == "running"
+
+
+def test_nan_counts_as_finished_failed_and_interrupted_do_not(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    for i, status in enumerate(("nan", "failed", "interrupted")):
+        rec = store.claim(spec(i)).record
+        rec.status = status
+        store.finish(rec)
+    assert [store.claim(spec(i)).outcome for i in range(3)] == ["done", "run", "run"]
+
+
+def test_recover_marks_dead_processes_interrupted(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # rows as other processes would have left them: one dead, one alive, one alive pid but a reused one
+        for i, (pid, start) in enumerate(((child.pid, None), (sleeper.pid, process_start_time(sleeper.pid)),
+                                          (sleeper.pid, (process_start_time(sleeper.pid) or 0) + 1))):
+            rec = RunRecord.from_spec(spec(i), status="running", pid=pid, pid_start=start, host=store.host)
+            store.put(rec)
+        mine = store.claim(spec(3)).record  # this live process's own running row
+        dead = store.recover()
+        assert sorted(dead) == sorted([spec(0).config_hash, spec(2).config_hash])
+        assert store.get(spec(0).config_hash).status == "interrupted"
+        assert store.get(spec(1).config_hash).status == "running"
+        assert store.get(mine.config_hash).status == "running"
+        # a live process's run is "busy" for others; the interrupted one is claimable again
+        assert store.claim(spec(1)).outcome == "busy"
+        assert store.claim(spec(0)).outcome == "run"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not process_alive(sleeper.pid, process_start_time(sleeper.pid))
+
+
+def _writer(args):
+    path, worker, n = args
+    store = RunStore(path)
+    for i in range(n):
+        s = spec(worker * 1000 + i, seed=worker)
+        claim = store.claim(s)
+        assert claim.outcome == "run"
+        rec = claim.record
+        rec.status, rec.auc = "ok", 0.5 + i / 1000
+        store.finish(rec)
+        store.records(status="ok")  # readers interleave with writers
+    return os.getpid()
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = str(tmp_path / "runs.sqlite")
+    RunStore(path)
+    workers, n = 4, 25
+    with mp.get_context("spawn").Pool(workers) as pool:
+        pids = pool.map(_writer, [(path, w, n) for w in range(workers)])
+    store = RunStore(path)
+    recs = store.records()
+    assert len(recs) == workers * n and all(r.status == "ok" for r in recs)
+    assert {r.pid for r in recs} == set(pids) and len(set(pids)) > 1
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_schema_only_grows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE runs (config_hash TEXT PRIMARY KEY, status TEXT, record_json TEXT)")
+    conn.commit()
+    conn.close()
+    store = RunStore(path)
+    cols = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(runs)")}
+    assert {"auc", "oracle_auc", "train_samples_per_s", "search_id", "candidate_index", "peak_memory_mb"} <= cols
+    rec = store.claim(spec()).record
+    rec.status = "ok"
+    store.finish(rec)
+    assert store.get(spec().config_hash).status == "ok"
+
+
+def test_unknown_record_fields_are_kept(tmp_path):
+    rec = RunRecord.from_dict({**RunRecord.from_spec(spec()).to_dict(), "from_the_future": 1})
+    assert rec.extra["from_the_future"] == 1
+
+
+def test_search_rows(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    store.put_search("s1", suite="q", status="running", config={"a": 1})
+    store.put_search("s1", status="ok", best_value=0.8)
+    got = store.get_search("s1")
+    assert got["status"] == "ok" and got["best_value"] == 0.8 and got["config"] == {"a": 1}
+    with pytest.raises(KeyError):
+        store.put_search("s1", **{"status; DROP TABLE runs": "x"})

@@ -1,0 +1,237 @@
+"""Cost of a model: parameters, FLOPs per sample, throughput, step-time percentiles, peak memory; and the
+environment fingerprint every run record carries.
+
+- FLOPs come from `torch.utils.flop_counter.FlopCounterMode` (matmul/bmm/addmm/conv/attention formulas).
+  Ops it has no formula for count 0: embedding lookups and element-wise ops (activations, the FM and cross
+  products' Hadamard terms, normalisation, the optimizer update). Custom ops get a formula through
+  `register_flop_formula`.
+- Throughput: batches are gathered from the cache once and held in memory, so the timed steps measure the
+  model (forward; forward + backward + optimizer step), not the loader. Median over `steps` timed steps after
+  `warmup` untimed ones; the training steps run on a deep copy, so the measured model is not changed.
+- Peak memory: on a GPU `torch.cuda.max_memory_allocated` (tensors only) over the measured steps; on the CPU
+  the process's resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs before measuring
+  where the kernel allows, else the process-lifetime ru_maxrss) — it includes everything resident.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils import flop_counter
+
+from ctrbench.data.cache import Cache
+from ctrbench.data.loader import BatchLoader
+from ctrbench.models.base import CTRModel
+
+
+def register_flop_formula(op, fn: Callable | None = None, *, get_raw: bool = False):
+    """Give FlopCounterMode a FLOP formula for a (custom) op. `fn(*arg_shapes, out_shape=..., **kwargs) -> int`
+    as torch.utils.flop_counter expects; usable as `register_flop_formula(op, fn)` or as a decorator."""
+
+    def deco(f: Callable) -> Callable:
+        return flop_counter.register_flop_formula(op, get_raw=get_raw)(f)
+
+    return deco if fn is None else deco(fn)
+
+
+def count_params(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable parameters: total, in the lookup tables, elsewhere; plus frozen parameters/buffers' elements."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    emb_ids = {id(p) for p in model.embedding_parameters()} if isinstance(model, CTRModel) else set()
+    emb = sum(p.numel() for p in trainable if id(p) in emb_ids)
+    total = sum(p.numel() for p in trainable)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    frozen += sum(b.numel() for n, b in model.named_buffers() if n.split(".")[-1].startswith("frozen_"))
+    return {"params": total, "params_embedding": emb, "params_dense": total - emb, "params_frozen": frozen}
+
+
+def count_flops(model: CTRModel, batch, *, train: bool) -> int:
+    """FLOPs of one forward (train=False) or forward + loss + backward (train=True) on `batch`."""
+    was = model.training
+    model.train(train)
+    counter = flop_counter.FlopCounterMode(display=False)
+    try:
+        if train:
+            with counter:
+                loss = F.binary_cross_entropy_with_logits(model(batch), batch.label)
+                loss.backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad(), counter:
+                model(batch)
+    finally:
+        model.train(was)
+    return int(counter.get_total_flops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> str:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return "cuda_max_allocated"
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        return "cpu_rss_hwm"
+    except OSError:
+        return "cpu_rss_lifetime_max"
+
+
+def _peak_mb(device: torch.device, kind: str) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    if kind == "cpu_rss_hwm":
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _time_steps(step: Callable[[object], None], batches: list, warmup: int, device: torch.device) -> np.ndarray:
+    times = []
+    for i, batch in enumerate(batches):
+        _sync(device)
+        t0 = time.perf_counter()
+        step(batch)
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return np.asarray(times)
+
+
+def measure_cost(model: CTRModel, cache: Cache, batch_size: int, *, warmup: int = 3, steps: int = 10,
+                 optimizer: str = "adam", split: str = "train") -> dict:
+    """Params, FLOPs per sample, train and inference samples/s and step-time percentiles, peak memory, on real
+    batches of `cache` (device: the model's). See the module docstring for what each number includes."""
+    if steps < 1 or warmup < 0:
+        raise ValueError("measure_cost needs steps >= 1 and warmup >= 0")
+    device = next(model.parameters()).device
+    loader = BatchLoader(cache, split, batch_size, shuffle=True, seed=0, drop_last=True)
+    n = warmup + steps
+    if len(loader) == 0:
+        raise ValueError(f"split {split!r} has fewer rows than one batch of {batch_size}")
+    batches = []
+    while len(batches) < n:  # cycle through epochs if the split is small
+        for b in loader:
+            batches.append(b.to(device))
+            if len(batches) == n:
+                break
+        loader.set_epoch(loader.epoch + 1)
+    out: dict = dict(count_params(model))
+    out["batch_size"] = batch_size
+    b0 = batches[0]
+    work = copy.deepcopy(model)
+    out["flops_fwd_per_sample"] = count_flops(work, b0, train=False) / batch_size
+    out["flops_train_per_sample"] = count_flops(work, b0, train=True) / batch_size
+    out["flops_note"] = "embedding lookups and element-wise ops count 0 (torch.utils.flop_counter)"
+
+    kind = _reset_peak(device)
+    # inference
+    model_was = model.training
+    model.eval()
+
+    def infer(batch):
+        with torch.inference_mode():
+            model(batch)
+
+    t_inf = _time_steps(infer, batches, warmup, device)
+    model.train(model_was)
+    # training (on the copy)
+    work.train()
+    if optimizer == "adam":
+        opt = torch.optim.Adam(work.parameters(), lr=1e-3)
+    elif optimizer == "adagrad":
+        opt = torch.optim.Adagrad(work.parameters(), lr=1e-3)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid: adam, adagrad")
+    work.set_sparse_embeddings(False)
+
+    def train_step(batch):
+        opt.zero_grad(set_to_none=True)
+        F.binary_cross_entropy_with_logits(work(batch), batch.label).backward()
+        opt.step()
+
+    t_train = _time_steps(train_step, batches, warmup, device)
+    out["peak_memory_mb"] = _peak_mb(device, kind)
+    out["peak_memory_kind"] = kind
+    out["train_samples_per_s"] = batch_size / float(np.median(t_train))
+    out["infer_samples_per_s"] = batch_size / float(np.median(t_inf))
+    out["step_time_p50_ms"] = float(np.percentile(t_train, 50) * 1e3)
+    out["step_time_p90_ms"] = float(np.percentile(t_train, 90) * 1e3)
+    out["infer_time_p50_ms"] = float(np.percentile(t_inf, 50) * 1e3)
+    out["infer_time_p90_ms"] = float(np.percentile(t_inf, 90) * 1e3)
+    out["device"] = str(device)
+    out["torch_threads"] = torch.get_num_threads()
+    out["timed_steps"] = steps
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def _git_rev() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    """Machine and software fingerprint of this process."""
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    gpu = None
+    if torch.cuda.is_available():
+        gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "cores": usable,
+        "cores_total": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "cuda": torch.version.cuda,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "triton": triton_version,
+        "numpy": np.__version__,
+        "git_rev": _git_rev(),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,94 @@
+"""The CTRModel base: built from a dataset spec, its vocabulary sizes and validated hyper-parameters;
+`forward(batch) -> logits [B]`. Subclasses declare a pydantic `Params` (unknown keys rejected)."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from ctrbench.data.batch import Batch
+from ctrbench.data.schema import DatasetSpec
+from ctrbench.models.embedding import EmbeddingCollection
+
+
+class ModelParams(BaseModel):
+    """Hyper-parameters every model shares; subclasses add their own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedding_dim: int | None = Field(None, gt=0, description="embedding size; None = the dataset's BARS default")
+    embedding_backend: Literal["torch", "fused"] = Field("torch", description="plain PyTorch or the fused kernel module")
+    kernel_backend: Literal["reference", "cpp", "triton", "cuda"] | None = Field(
+        None, description="fused kernel backend; None = argument > $CTRBENCH_BACKEND > auto"
+    )
+
+
+class CTRModel(nn.Module):
+    """Base of every CTR model. `self.embedding(batch)` gives the [B, F, d] field embeddings."""
+
+    Params: ClassVar[type[ModelParams]] = ModelParams
+    name: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        vocab_sizes: Mapping[str, int],
+        params: ModelParams | Mapping[str, Any] | None = None,
+        tables: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+    ):
+        super().__init__()
+        self.spec = spec
+        self.vocab_sizes = dict(vocab_sizes)
+        self.tables = tables
+        if isinstance(params, self.Params):
+            self.params = params
+        else:
+            self.params = self.Params(**dict(params or {}))
+        self.embedding_dim = self.params.embedding_dim or spec.embedding_dim
+
+    def make_embedding(self, dim: int | None = None, *, include_numeric: bool = True) -> EmbeddingCollection:
+        """An EmbeddingCollection over this dataset's fields with the model's backend settings."""
+        return EmbeddingCollection(
+            self.spec,
+            self.vocab_sizes,
+            dim or self.embedding_dim,
+            tables=self.tables,
+            backend=self.params.embedding_backend,
+            kernel_backend=self.params.kernel_backend,
+            include_numeric=include_numeric,
+        )
+
+    def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """An extra loss term of the last forward (none for these models)."""
+        return None
+
+    def embedding_collections(self) -> Iterator[EmbeddingCollection]:
+        for m in self.modules():
+            if isinstance(m, EmbeddingCollection):
+                yield m
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """Lookup tables (what a sparse optimizer updates and the embedding L2 term regularises)."""
+        return [p for c in self.embedding_collections() for p in c.embedding_parameters()]
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """Every other trainable parameter."""
+        emb = {id(p) for p in self.embedding_parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in emb]
+
+    def set_sparse_embeddings(self, sparse: bool) -> None:
+        """Make the lookup tables produce sparse (row-wise) gradients, for SparseAdam / sparse Adagrad."""
+        for c in self.embedding_collections():
+            c.sparse = sparse
+
+    def embedding_sq_norm(self, batch: Batch) -> torch.Tensor:
+        """Σ‖row‖² over the table rows this batch reads, across all collections (lazy L2 for sparse tables)."""
+        terms = [c.touched_sq_norm(batch) for c in self.embedding_collections()]
+        return torch.stack(terms).sum() if terms else torch.zeros(())

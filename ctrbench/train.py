@@ -1,0 +1,280 @@
+"""The one trainer: `fit(model, cache, cfg)` trains with BARS/FuxiCTR-style early stopping and evaluates on test.
+
+- Optimizers: Adam or Adagrad; embeddings dense (one optimizer, tables in their own group) or sparse
+  (SparseAdam / sparse Adagrad on the lookup tables, the dense optimizer for the rest).
+- Embedding L2 (BARS `embedding_regularizer`, λ/2·‖W‖²): dense tables get it as the optimizer's weight decay
+  (the same gradient λ·W); sparse tables cannot (a full-table term densifies the gradient), so they get the lazy
+  form λ/2·Σ‖w_r‖² over the rows each batch reads.
+- Early stopping as FuxiCTR's `checkpoint_and_earlystop`: after each epoch the monitored validation metric
+  either improves (keep an in-memory copy of the weights) or counts towards `patience`, and the learning rate
+  is divided by 10 on a plateau (reduce_lr_on_plateau, floor 1e-6); at the end the best weights are restored.
+- A loss that is NaN or infinite stops the run at once with status "nan" and the step; so do non-finite
+  validation predictions. Other exceptions propagate to the caller (which records "failed").
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from ctrbench.data.cache import Cache
+from ctrbench.data.loader import BatchLoader
+from ctrbench.errors import ConfigError
+from ctrbench.models.base import CTRModel
+
+MAXIMISE = {"auc": True, "gauc": True, "logloss": False}
+MIN_DELTA = 1e-6  # FuxiCTR's default min_delta
+MIN_LR = 1e-6  # FuxiCTR's reduce_lr_on_plateau floor
+
+
+class TrainConfig(BaseModel):
+    """Trainer settings (a suite entry's `train:` block)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: Literal["adam", "adagrad"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    embedding_lr: float | None = Field(None, gt=0, description="learning rate of the lookup tables; None = lr")
+    sparse_embeddings: bool = False
+    embedding_l2: float = Field(0.0, ge=0, description="BARS embedding_regularizer λ (λ/2·‖W‖²)")
+    batch_size: int = Field(2048, gt=0)
+    eval_batch_size: int = Field(16384, gt=0)
+    max_epochs: int = Field(3, ge=1)
+    patience: int = Field(1, ge=1, description="epochs without improvement before stopping (BARS uses 2)")
+    monitor: Literal["auc", "gauc", "logloss"] = "auc"
+    reduce_lr_on_plateau: bool = True
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; None = no clipping")
+    seed: int = 0
+    deterministic: bool = False
+    threads: int | None = Field(None, ge=1)
+    max_train_rows: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop training after this many optimizer steps")
+    device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:N' or 'auto' (cuda when available)")
+
+
+@dataclass
+class TrainResult:
+    status: str  # "ok" | "nan" | "failed"
+    error: str | None = None
+    nan_step: int | None = None
+    epochs_run: int = 0
+    best_epoch: int | None = None
+    valid: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)
+    oracle_test: dict | None = None
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    steps: int = 0
+
+
+class NonFiniteLoss(Exception):
+    """Raised inside the loop when the loss (or a prediction) is NaN or infinite."""
+
+    def __init__(self, step: int, what: str):
+        self.step, self.what = step, what
+        super().__init__(f"{what} is not finite at step {step}")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextmanager
+def _run_settings(cfg: TrainConfig):
+    """Threads and determinism for the duration of a run; restores the process's previous settings."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+
+
+def make_optimizers(model: CTRModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    """The optimizer(s) for `model` under `cfg` (see the module docstring)."""
+    emb = [p for p in model.embedding_parameters() if p.requires_grad]
+    dense = model.dense_parameters()
+    emb_lr = cfg.embedding_lr or cfg.lr
+    opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adagrad
+    model.set_sparse_embeddings(cfg.sparse_embeddings)
+    if not cfg.sparse_embeddings:
+        groups = [g for g in ({"params": dense}, {"params": emb, "lr": emb_lr, "weight_decay": cfg.embedding_l2}) if g["params"]]
+        return [opt_cls(groups, lr=cfg.lr)]
+    opts = []
+    if dense:
+        opts.append(opt_cls(dense, lr=cfg.lr))
+    if emb:
+        opts.append(torch.optim.SparseAdam(emb, lr=emb_lr) if cfg.optimizer == "adam" else torch.optim.Adagrad(emb, lr=emb_lr))
+    return opts
+
+
+@torch.inference_mode()
+def predict(model: CTRModel, cache: Cache, split: str, batch_size: int, device: torch.device,
+            max_rows: int | None = None) -> dict[str, np.ndarray | None]:
+    """Click probabilities of a whole split, batched; returns preds, labels, group_ids, oracle_p arrays."""
+    was_training = model.training
+    model.eval()
+    preds, labels, groups, oracle = [], [], [], []
+    for batch in BatchLoader(cache, split, batch_size, max_rows=max_rows):
+        preds.append(torch.sigmoid(model(batch.to(device)).float()).cpu())
+        labels.append(batch.label)
+        if batch.group_id is not None:
+            groups.append(batch.group_id)
+        if batch.oracle_p is not None:
+            oracle.append(batch.oracle_p)
+    model.train(was_training)
+    cat = lambda xs: torch.cat(xs).numpy() if xs else None  # noqa: E731
+    return {"preds": cat(preds), "labels": cat(labels), "group_ids": cat(groups), "oracle_p": cat(oracle)}
+
+
+def evaluate_split(model: CTRModel, cache: Cache, split: str, cfg: TrainConfig, device: torch.device,
+                   *, oracle: bool = False) -> tuple[dict, dict | None]:
+    """Metrics of `split` (one metrics call over the concatenated predictions) and, with `oracle=True` on
+    a twin, the oracle's metrics on the same rows. NE's background CTR is the training CTR."""
+    from ctrbench.metrics import evaluate, oracle_metrics
+
+    out = predict(model, cache, split, cfg.eval_batch_size, device)
+    if not np.isfinite(out["preds"]).all():
+        raise NonFiniteLoss(-1, f"a {split} prediction")
+    train_ctr = cache.positive_rate("train")
+    metrics = evaluate(out["labels"], out["preds"], out["group_ids"], train_ctr=train_ctr)
+    oracle_res = None
+    if oracle and out["oracle_p"] is not None:
+        oracle_res = oracle_metrics(out["labels"], out["oracle_p"], out["group_ids"], train_ctr=train_ctr)
+    return metrics, oracle_res
+
+
+def _improved(value: float, best: float | None, monitor: str) -> bool:
+    if best is None:
+        return not math.isnan(value)
+    return value > best + MIN_DELTA if MAXIMISE[monitor] else value < best - MIN_DELTA
+
+
+def _call(callbacks, name: str, *args) -> None:
+    fn = getattr(callbacks, name, None) if callbacks is not None else None
+    if fn is not None:
+        fn(*args)
+
+
+def fit(model: CTRModel, cache: Cache, cfg: TrainConfig | dict[str, Any] | None = None, callbacks=None) -> TrainResult:
+    """Train `model` on cache's train split with early stopping on `valid`, restore the best weights,
+    evaluate on test. Returns status "nan" (with the step) on a non-finite loss; other errors raise."""
+    cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig(**(cfg or {}))
+    if cfg.monitor == "gauc" and cache.spec.group_id is None:
+        raise ConfigError(f"monitor 'gauc' needs a group id, and {cache.spec.name} has none; use 'auc' or 'logloss'",
+                          path="train.monitor")
+    device = resolve_device(cfg.device)
+    with _run_settings(cfg):
+        seed_everything(cfg.seed)
+        model.to(device)
+        return _fit(model, cache, cfg, callbacks, device)
+
+
+def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: torch.device) -> TrainResult:
+    optimizers = make_optimizers(model, cfg)
+    loader = BatchLoader(cache, "train", cfg.batch_size, shuffle=True, seed=cfg.seed, max_rows=cfg.max_train_rows)
+    lazy_l2 = cfg.sparse_embeddings and cfg.embedding_l2 > 0
+    result = TrainResult(status="ok")
+    best_value, best_state, bad_epochs, step = None, None, 0, 0
+    started = time.perf_counter()
+    try:
+        for epoch in range(1, cfg.max_epochs + 1):
+            epoch_start = time.perf_counter()
+            loader.set_epoch(epoch)
+            _call(callbacks, "on_epoch_start", epoch, len(loader))
+            model.train()
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            n_batches = 0
+            for batch in loader:
+                step += 1
+                batch = batch.to(device)
+                logits = model(batch)
+                loss = F.binary_cross_entropy_with_logits(logits, batch.label)
+                aux = model.aux_loss()
+                if aux is not None:
+                    loss = loss + aux
+                if lazy_l2:
+                    loss = loss + 0.5 * cfg.embedding_l2 * model.embedding_sq_norm(batch)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLoss(step, "the training loss")
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:  # sparse tables' row gradients are not clipped
+                    clip_params = model.dense_parameters() if cfg.sparse_embeddings else list(model.parameters())
+                    torch.nn.utils.clip_grad_norm_(clip_params, cfg.grad_clip)
+                for opt in optimizers:
+                    opt.step()
+                loss_sum += loss_value
+                n_batches += 1
+                _call(callbacks, "on_batch_end", step, loss_value)
+                if cfg.max_steps is not None and step >= cfg.max_steps:
+                    break
+            valid, _ = evaluate_split(model, cache, "valid", cfg, device)
+            value = valid.get(cfg.monitor, math.nan)
+            improved = _improved(value, best_value, cfg.monitor)
+            lr_now = optimizers[0].param_groups[0]["lr"] if optimizers else cfg.lr
+            record = {"epoch": epoch, "steps": step, "train_loss": float(loss_sum) / max(n_batches, 1),
+                      "valid": valid, "lr": lr_now, "improved": improved,
+                      "seconds": time.perf_counter() - epoch_start}
+            result.history.append(record)
+            result.epochs_run = epoch
+            _call(callbacks, "on_epoch_end", epoch, {"train_loss": record["train_loss"], **valid})
+            if improved:
+                best_value, bad_epochs, result.best_epoch, result.valid = value, 0, epoch, valid
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+                if cfg.reduce_lr_on_plateau:
+                    for opt in optimizers:
+                        for g in opt.param_groups:
+                            g["lr"] = max(g["lr"] * 0.1, MIN_LR)
+            if bad_epochs >= cfg.patience or (cfg.max_steps is not None and step >= cfg.max_steps):
+                break
+    except NonFiniteLoss as exc:
+        result.status, result.error = "nan", str(exc)
+        result.nan_step = exc.step if exc.step >= 0 else step
+        result.steps = step
+        result.train_seconds = time.perf_counter() - started
+        return result
+    result.train_seconds = time.perf_counter() - started
+    result.steps = step
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    try:
+        result.test, result.oracle_test = evaluate_split(model, cache, "test", cfg, device, oracle=True)
+    except NonFiniteLoss as exc:
+        result.status, result.error, result.nan_step = "nan", str(exc), step
+    return result
+
+
+def clone_model(model: CTRModel) -> CTRModel:
+    """An independent copy (used to measure training speed without touching the trained weights)."""
+    return copy.deepcopy(model)

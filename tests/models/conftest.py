@@ -1,0 +1,1 @@
+"""Tiny caches for model/trainer tests: the real twin generator on small row counts."""

@@ -18,3 +18,6 @@ SPEC = DatasetSpec(
     twin=TwinProfile(base_ctr=0.175, best_published_auc=0.7672, default_rows=200_000),
     notes="Positive rate differs by split (17.5/16.8/15.3%): the split behaves like a time-ordered one.",
 )
+
+# BARS reads the id columns with dtype float: "12" and "12.0" are the same id (ctrbench.data.readers.X1Reader).
+READ_OPTIONS = {"float_ids": True}

@@ -4,6 +4,7 @@ JSON manifest (spec, vocabulary sizes, row counts, positive rates, source checks
 Blocks: `categorical` int32 [N, n_categorical] (spec order), `pretrained` int32 [N, n_pretrained],
 `numeric` float32 [N, n_numeric], `seq__<name>` int32 [N, max_len] left-padded, `label` float32 [N],
 `group_id` int64 [N], `oracle_p` float32 [N] (twins). Pretrained vector tables live in `tables/<name>.npy`.
+A split may alias another (`alias_of` in the manifest: BARS's valid = test) and then shares its files.
 A cache is written into a `.partial` folder that is renamed only after the manifest is written, so an
 interrupted prepare never leaves a cache that looks complete.
 """
@@ -47,6 +48,7 @@ class CacheWriter:
         self._blocks: dict[str, dict[str, dict]] = {}  # split -> block -> {dtype, shape}
         self._label_sums: dict[str, float] = {}
         self._files = {}
+        self._aliases: dict[str, str] = {}
 
     def append(self, split: str, blocks: dict[str, np.ndarray]) -> None:
         """Append one chunk of rows (every block with the same row count) to `split`."""
@@ -70,6 +72,10 @@ class CacheWriter:
         if "label" in blocks:
             self._label_sums[split] = self._label_sums.get(split, 0.0) + float(np.sum(blocks["label"], dtype=np.float64))
 
+    def alias(self, split: str, of: str) -> None:
+        """Record `split` as the same rows as the stored split `of` (BARS's valid = test), without a copy."""
+        self._aliases[split] = of
+
     def add_table(self, name: str, table: np.ndarray) -> None:
         """A whole side table (e.g. pretrained vectors), stored as .npy."""
         (self.tmp / "tables").mkdir(exist_ok=True)
@@ -91,6 +97,10 @@ class CacheWriter:
                 "positive_rate": (self._label_sums.get(split, 0.0) / rows) if rows else None,
                 "blocks": blocks,
             }
+        for split, of in self._aliases.items():
+            if of not in splits:
+                raise DataError(f"split {split!r} aliases {of!r}, which was never written")
+            splits[split] = {**splits[of], "alias_of": of}
         manifest = {
             "format_version": FORMAT_VERSION,
             "dataset": self.spec.name,
@@ -174,7 +184,7 @@ class Cache:
             blocks = {}
             for block, meta in info["blocks"].items():
                 shape = tuple(meta["shape"])
-                file = self.path / name / f"{block}.bin"
+                file = self.path / info.get("alias_of", name) / f"{block}.bin"
                 if shape[0] == 0:
                     blocks[block] = np.zeros(shape, dtype=np.dtype(meta["dtype"]))
                 else:

@@ -20,3 +20,6 @@ SPEC = DatasetSpec(
     twin=TwinProfile(base_ctr=0.256, best_published_auc=0.8154, default_rows=200_000),
     notes="BARS: numeric fields used as given (no normaliser), min_categr_count 1, monitor AUC.",
 )
+
+# BARS reads the id columns with dtype float: "12" and "12.0" are the same id (ctrbench.data.readers.X1Reader).
+READ_OPTIONS = {"float_ids": True}

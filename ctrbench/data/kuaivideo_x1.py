@@ -12,8 +12,9 @@ SPEC = DatasetSpec(
         categorical("user_id", 10002, min_count=10),
         categorical("item_id", 632406, min_count=10),
         Feature("item_emb", Kind.PRETRAINED, source="item_id", pretrained_dim=64, cardinality=3242317),
-        sequence("pos_items", share_vocab="item_id", max_len=100),
-        sequence("neg_items", share_vocab="item_id", max_len=100),
+        # global min_categr_count 10; the *_emb copies set min_categr_count 1 (DIN_kuaivideo_x1_013 log)
+        sequence("pos_items", share_vocab="item_id", max_len=100, min_count=10),
+        sequence("neg_items", share_vocab="item_id", max_len=100, min_count=10),
         Feature("pos_items_emb", Kind.SEQUENCE, source="pos_items", share_vocab="item_emb", max_len=100),
         Feature("neg_items_emb", Kind.SEQUENCE, source="neg_items", share_vocab="item_emb", max_len=100),
     ),

@@ -16,9 +16,10 @@ SPEC = DatasetSpec(
     + tuple(categorical(c, n, min_count=10) for c, n in _CARD.items())
     + (
         numeric("price"),
-        sequence("cate_his", share_vocab="cate_id", max_len=50),
-        sequence("brand_his", share_vocab="brand", max_len=50),
-        sequence("btag_his", share_vocab="btag", max_len=50),
+        # BARS's global min_categr_count 10 applies to the histories' own tokens too (FuxiCTR fit_sequence_col)
+        sequence("cate_his", share_vocab="cate_id", max_len=50, min_count=10),
+        sequence("brand_his", share_vocab="brand", max_len=50, min_count=10),
+        sequence("btag_his", share_vocab="btag", max_len=50, min_count=10),
     ),
     label="clk",
     group_id="group_id",

@@ -1,0 +1,332 @@
+"""Vocabularies, tokenising and numeric transforms with the FuxiCTR conventions, vectorised over Arrow/numpy.
+
+Ids of a vocabulary: 0 = padding and missing/empty, 1..n = the tokens seen in train at least `min_count`
+times, ordered by descending train frequency (ties by token, for determinism), n+1 = out-of-vocabulary
+(unseen in train or below min_count); vocab_size = n + 2. A sequence shares its target field's vocabulary:
+as FuxiCTR's `Tokenizer.merge_vocab` does, the sequence's own frequent tokens that the target field lacks
+are appended after the target's tokens (the OOV id moves to the new end). Sequences are split on their
+splitter, empty tokens dropped, the most recent `max_len` kept and left-padded ("pre").
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# --------------------------------------------------------------------------- numeric transforms
+# Each maps float64 values (NaN = missing) to (float32 values, mask of values outside the transform's domain
+# or None). Missing values become 0 in every protocol (FuxiCTR fill_na 0.0; torchrec and DLRM fill 0).
+
+
+def _none(x: np.ndarray):
+    return np.nan_to_num(x, nan=0.0).astype(np.float32), None
+
+
+def _log1p_clip0(x: np.ndarray):
+    """Original DLRM: negatives clipped to 0, then ln(x + 1) (fmax also maps NaN = missing to 0)."""
+    return np.log1p(np.fmax(x, 0.0)).astype(np.float32), None
+
+
+def _log_plus3(x: np.ndarray):
+    """torchrec/MLPerf: ln(x + 3); values <= -3 have no logarithm and are reported, not clamped."""
+    bad = x <= -3.0  # NaN compares False: missing is not bad
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.log(np.nan_to_num(x, nan=0.0) + 3.0)
+    return np.where(bad, 0.0, y).astype(np.float32), bad
+
+
+def _criteo_bucket(x: np.ndarray):
+    """FuxiCTR `convert_to_bucket` (Criteo_x4): floor(ln(x)^2) for x > 2, else int(x); missing -> 0."""
+    v = np.nan_to_num(x, nan=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        big = np.floor(np.log(np.where(v > 2, v, 1.0)) ** 2)
+    return np.where(v > 2, big, np.trunc(v)).astype(np.float32), None
+
+
+NUMERIC_TRANSFORMS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]] = {
+    "none": _none,
+    "log1p_clip0": _log1p_clip0,
+    "log_plus3": _log_plus3,
+    "criteo_bucket": _criteo_bucket,
+}
+
+
+def transform_numeric(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply the named transform; an unknown name lists the valid ones."""
+    from ctrbench.errors import UnknownNameError
+
+    try:
+        fn = NUMERIC_TRANSFORMS[name]
+    except KeyError:
+        raise UnknownNameError("numeric transform", name, NUMERIC_TRANSFORMS) from None
+    return fn(x)
+
+
+# --------------------------------------------------------------------------- token counting
+
+
+def _drop_nulls_and_empty(values):
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        return values.filter(pc.and_kleene(pc.is_valid(values), pc.not_equal(values, "")).fill_null(False))
+    return values.drop_null()
+
+
+class TokenCounter:
+    """Counts tokens over streamed chunks (pyarrow value_counts per chunk, merged with a group-by sum)."""
+
+    COMPACT_EVERY = 16
+
+    def __init__(self):
+        self._parts: list[pa.Table] = []
+
+    def update(self, values: pa.Array | pa.ChunkedArray) -> None:
+        """Count the non-missing, non-empty tokens of one chunk."""
+        values = _drop_nulls_and_empty(values)
+        if len(values) == 0:
+            return
+        vc = pc.value_counts(values)
+        self._parts.append(pa.table({"token": vc.field("values"), "count": vc.field("counts")}))
+        if len(self._parts) >= self.COMPACT_EVERY:
+            self._compact()
+
+    def _compact(self) -> None:
+        if len(self._parts) > 1:
+            t = pa.concat_tables(self._parts).group_by("token").aggregate([("count", "sum")])
+            self._parts = [t.rename_columns(["token", "count"]).select(["token", "count"])]
+
+    def most_common(self, min_count: int = 1) -> tuple[pa.Array, np.ndarray]:
+        """Tokens with count >= min_count, by descending count, ties by ascending token; and their counts."""
+        self._compact()
+        if not self._parts:
+            return pa.array([], pa.string()), np.zeros(0, np.int64)
+        t = self._parts[0]
+        t = t.filter(pc.greater_equal(t["count"], min_count))
+        t = t.sort_by([("count", "descending"), ("token", "ascending")])
+        return t["token"].combine_chunks(), t["count"].to_numpy()
+
+    def tokens_by_value(self, min_count: int = 1) -> np.ndarray:
+        """Integer tokens with count >= min_count, sorted by value (torchrec's contiguous order)."""
+        tokens, _ = self.most_common(min_count)
+        return np.sort(tokens.to_numpy(zero_copy_only=False))
+
+
+# --------------------------------------------------------------------------- vocabularies
+
+
+def _as_array(values) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+class Vocabulary:
+    """A FuxiCTR vocabulary over string (or integer) tokens: 0 = PAD/missing, 1..n by train frequency, n+1 = OOV."""
+
+    def __init__(self, tokens: pa.Array):
+        self.tokens = _as_array(tokens)
+
+    @classmethod
+    def from_counter(cls, counter: TokenCounter, min_count: int = 1) -> "Vocabulary":
+        return cls(counter.most_common(min_count)[0])
+
+    @property
+    def n(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def oov(self) -> int:
+        return self.n + 1
+
+    @property
+    def size(self) -> int:
+        return self.n + 2
+
+    def extended(self, more) -> "Vocabulary":
+        """This vocabulary plus the tokens of `more` (in their order) that it lacks: FuxiCTR's merge_vocab."""
+        more = _as_array(more).cast(self.tokens.type) if len(more) else _as_array(more)
+        if len(more) == 0:
+            return self
+        new = more.filter(pc.invert(pc.is_in(more, value_set=self.tokens)))
+        if len(new) == 0:
+            return self
+        return Vocabulary(pa.concat_arrays([self.tokens, new.cast(self.tokens.type)]))
+
+    def encode(self, values) -> np.ndarray:
+        """int32 ids of `values`: missing (null) and empty strings -> 0, unknown -> OOV."""
+        n = len(values)
+        if n == 0:
+            return np.zeros(0, np.int32)
+        if values.type != self.tokens.type:
+            values = values.cast(self.tokens.type)
+        idx = pc.index_in(values, value_set=self.tokens)
+        ids = pc.fill_null(pc.add(idx, 1), self.oov).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        missing = _missing_mask(values)
+        if missing is not None:
+            ids = np.where(missing, 0, ids).astype(np.int32, copy=False)
+        return ids
+
+    def lookup(self, token) -> int:
+        """The id of one token (for tests and debugging)."""
+        return int(self.encode(pa.array([token], self.tokens.type))[0])
+
+
+def _missing_mask(values: pa.Array) -> np.ndarray | None:
+    miss = pc.is_null(values)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        miss = pc.or_(miss, pc.equal(values, "").fill_null(True))
+    elif values.null_count == 0:
+        return None
+    return miss.to_numpy(zero_copy_only=False)
+
+
+class ContiguousModuloVocabulary:
+    """MLPerf DLRM ids: train values made contiguous per column in value order (torchrec's np.unique order),
+    then folded modulo the table. Our conventions stay: 0 = missing, the last id = unseen in train.
+
+    MLPerf's table size T counts the missing value (filled with 0) as one of its ids; here missing has id 0,
+    so the n train values fold into T-1 ids 1..T-1 (rank % (T-1) + 1) only when n > T-1, and OOV is the id
+    after them: size = min(n, T-1) + 2 (at most T+1). With n <= T-1 nothing collides.
+    """
+
+    def __init__(self, keys: np.ndarray, table_size: int):
+        if table_size < 2:
+            raise ValueError(f"table size must be >= 2, got {table_size}")
+        self.keys = np.asarray(keys)
+        self.table_size = int(table_size)
+        self.modulus = min(len(self.keys), self.table_size - 1)
+
+    @property
+    def n(self) -> int:
+        return self.modulus
+
+    @property
+    def oov(self) -> int:
+        return self.modulus + 1
+
+    @property
+    def size(self) -> int:
+        return self.modulus + 2
+
+    def encode(self, values) -> np.ndarray:
+        n = len(values)
+        if n == 0:
+            return np.zeros(0, np.int32)
+        v = pc.fill_null(values, 0).to_numpy(zero_copy_only=False).astype(self.keys.dtype, copy=False)
+        if len(self.keys) == 0:
+            ids = np.full(n, self.oov, np.int64)
+        else:
+            pos = np.searchsorted(self.keys, v)
+            found = self.keys[np.minimum(pos, len(self.keys) - 1)] == v
+            ids = np.where(found, pos % self.modulus + 1, self.oov)
+        if values.null_count:
+            ids = np.where(pc.is_null(values).to_numpy(zero_copy_only=False), 0, ids)
+        return ids.astype(np.int32)
+
+
+class GroupIds:
+    """Ids for a meta (group) column: 1.. in order of first appearance over the stream train -> valid -> test,
+    extended on every split (as FuxiCTR's encode_meta), so unseen test users stay distinct groups; 0 = missing."""
+
+    def __init__(self, value_type=pa.string()):
+        self.tokens = pa.array([], value_type)
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens) + 1
+
+    def encode(self, values) -> np.ndarray:
+        if values.type != self.tokens.type:
+            if len(self.tokens) == 0:
+                self.tokens = self.tokens.cast(values.type)
+            else:
+                values = values.cast(self.tokens.type)
+        idx = pc.index_in(values, value_set=self.tokens)
+        unseen = pc.and_(pc.is_null(idx), pc.is_valid(values))
+        if pc.any(unseen).as_py():
+            new = pc.unique(values.filter(unseen))  # first-appearance order
+            self.tokens = pa.concat_arrays([self.tokens, new])
+            idx = pc.index_in(values, value_set=self.tokens)
+        ids = pc.fill_null(pc.add(idx, 1), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        missing = _missing_mask(values)
+        return np.where(missing, 0, ids) if missing is not None else ids
+
+
+# --------------------------------------------------------------------------- sequences
+
+
+def split_sequences(col, splitter: str = "^") -> tuple[pa.Array, np.ndarray]:
+    """Split a column of joined id lists: (flat non-empty tokens, the row of each token), no per-row Python."""
+    n = len(col)
+    if n == 0:
+        return pa.array([], pa.string()), np.zeros(0, np.int64)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        col = col.cast(pa.string())
+    lists = pc.split_pattern(col, pattern=splitter)
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(lists)
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    keep = pc.not_equal(flat, "").fill_null(False)
+    keep_np = keep.to_numpy(zero_copy_only=False)
+    if keep_np.all():
+        return flat, rows
+    return flat.filter(keep), rows[keep_np]
+
+
+def pad_sequences(ids: np.ndarray, rows: np.ndarray, n_rows: int, max_len: int, padding: str = "pre") -> np.ndarray:
+    """[n_rows, max_len] int32 from flat ids grouped by (sorted) row. "pre": keep the last max_len ids and
+    right-align them (zeros first), as FuxiCTR/keras pad_sequences(padding="pre", truncating="pre");
+    "post": keep the first max_len, zeros last."""
+    out = np.zeros((n_rows, max_len), np.int32)
+    if len(ids) == 0 or max_len == 0:
+        return out
+    counts = np.bincount(rows, minlength=n_rows)
+    starts = np.cumsum(counts) - counts
+    pos = np.arange(len(rows), dtype=np.int64) - starts[rows]  # position within its row
+    if padding == "pre":
+        from_end = counts[rows] - pos  # 1 = most recent
+        keep = from_end <= max_len
+        out[rows[keep], max_len - from_end[keep]] = ids[keep]
+    elif padding == "post":
+        keep = pos < max_len
+        out[rows[keep], pos[keep]] = ids[keep]
+    else:
+        raise ValueError(f"padding must be 'pre' or 'post', got {padding!r}")
+    return out
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+_HEX = np.full(256, 255, np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+
+
+def parse_hex(col) -> tuple[pa.Array, np.ndarray]:
+    """Hex strings -> uint64 (null stays null), vectorised over the Arrow buffers; returns (values, bad mask).
+    Up to 16 hex digits; anything else (other characters, longer strings) is flagged bad."""
+    col = _as_array(col)
+    if not pa.types.is_string(col.type):
+        col = col.cast(pa.string())
+    n = len(col)
+    valid = pc.is_valid(col).to_numpy(zero_copy_only=False) if col.null_count else np.ones(n, bool)
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + n + 1].astype(np.int64)
+    data_buf = col.buffers()[2]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    bad = valid & ((lengths == 0) | (lengths > 16))
+    value = np.zeros(n, np.uint64)
+    max_len = int(lengths.max()) if n else 0
+    max_len = min(max_len, 16)
+    if max_len and len(data):
+        starts = offsets[:-1]
+        for k in range(max_len):  # one vectorised step per digit position (<= 16)
+            has = lengths > k
+            ch = np.where(has, data[np.minimum(starts + k, len(data) - 1)], ord("0"))
+            nib = _HEX[ch]
+            bad |= has & (nib == 255) & valid
+            value = np.where(has, (value << np.uint64(4)) | nib.astype(np.uint64), value)
+    value[~valid | bad] = 0
+    mask = ~valid | bad
+    return pa.array(value, pa.uint64(), mask=mask), bad

@@ -1,0 +1,596 @@
+// embedding_bag_collection, CPU kernels (OpenMP through at::parallel_for; built with -fopenmp).
+//
+// Layout (TBE / KJT, feature-major): weights [R, D] pack all tables, table t owns rows
+// table_offsets[t]:table_offsets[t+1]; feature f reads table feature_table[f] (identity when absent);
+// indices are table-local; bag (f, b) is indices[offsets[f*B+b]:offsets[f*B+b+1]]; out is [B, F*D].
+//
+// Forward: parallel over (feature, block of bags); each bag accumulates its rows in registers
+// (D specialised at compile time for 8/16/32/64/128), with software prefetch of the rows a few
+// indices ahead. Ids are range-checked before their row is touched; a bad id or bad offsets produce
+// a status vector [code, position] (codes in kernels/embedding_bag/validation.py), never a read.
+//
+// Backward: per table, a stable counting sort (or a comparison sort for very sparse tables) builds
+// row -> (bag, scale) lists, so each touched row's gradient is summed in index order; then a parallel
+// pass over the unique rows writes the row-wise sparse gradient or applies SGD / row-wise Adagrad in
+// place, each row exactly once. No atomics; the result does not depend on the thread count.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <utility>
+#include <vector>
+
+namespace {
+
+enum : int64_t { kSum = 0, kMean = 1 };
+enum : int64_t { kOptNone = 0, kOptSgd = 1, kOptRowwiseAdagrad = 2 };
+enum : int64_t { kStatusOk = 0, kStatusBadId = 1, kStatusBadOffsets = 2, kStatusBadTables = 3 };
+
+constexpr int64_t kPrefetch = 8;       // indices ahead whose rows are prefetched
+constexpr int64_t kBagsPerTask = 32;   // bags per forward work item
+
+// Host-side description of the feature -> table mapping and the bag layout.
+struct Layout {
+  int64_t F = 0, B = 0, D = 0, nnz = 0, R = 0, T = 0;
+  std::vector<int64_t> feat_base, feat_rows, feat_table;  // per feature
+  std::vector<std::vector<int64_t>> table_feats;          // per table: its features, ascending
+  at::Tensor offsets;                                     // int64, contiguous
+  const int64_t* offs = nullptr;
+  int64_t status_code = kStatusOk, status_pos = 0;
+};
+
+// Reads the layout and checks table_offsets, feature_table and offsets (O(T + F*B), serial).
+Layout make_layout(int64_t R, int64_t D, const at::Tensor& table_offsets, const c10::optional<at::Tensor>& feature_table,
+                   const at::Tensor& indices, const at::Tensor& offsets) {
+  TORCH_CHECK(table_offsets.device().is_cpu() && indices.device().is_cpu() && offsets.device().is_cpu(),
+              "ebc CPU kernels need CPU tensors");
+  TORCH_CHECK(table_offsets.scalar_type() == at::kLong && table_offsets.dim() == 1 && table_offsets.numel() >= 2,
+              "table_offsets must be int64 [T+1]");
+  Layout L;
+  L.R = R;
+  L.D = D;
+  L.nnz = indices.numel();
+  auto to = table_offsets.contiguous();
+  const int64_t* top = to.data_ptr<int64_t>();
+  L.T = to.numel() - 1;
+  bool tables_ok = top[0] >= 0 && top[L.T] <= R;
+  for (int64_t t = 0; t < L.T; ++t) tables_ok = tables_ok && top[t + 1] >= top[t];
+  if (feature_table.has_value()) {
+    auto ft = feature_table->contiguous();
+    TORCH_CHECK(ft.scalar_type() == at::kLong && ft.dim() == 1, "feature_table must be int64 [F]");
+    L.F = ft.numel();
+    const int64_t* ftp = ft.data_ptr<int64_t>();
+    L.feat_table.assign(ftp, ftp + L.F);
+  } else {
+    L.F = L.T;
+    L.feat_table.resize(L.F);
+    for (int64_t f = 0; f < L.F; ++f) L.feat_table[f] = f;
+  }
+  for (int64_t f = 0; f < L.F; ++f) tables_ok = tables_ok && L.feat_table[f] >= 0 && L.feat_table[f] < L.T;
+  TORCH_CHECK(L.F >= 1 && (offsets.numel() - 1) % L.F == 0, "len(offsets) must be F*B+1");
+  L.B = (offsets.numel() - 1) / L.F;
+  if (!tables_ok) {
+    L.status_code = kStatusBadTables;
+    return L;
+  }
+  L.feat_base.resize(L.F);
+  L.feat_rows.resize(L.F);
+  L.table_feats.assign(L.T, {});
+  for (int64_t f = 0; f < L.F; ++f) {
+    int64_t t = L.feat_table[f];
+    L.feat_base[f] = top[t];
+    L.feat_rows[f] = top[t + 1] - top[t];
+    L.table_feats[t].push_back(f);
+  }
+  L.offsets = offsets.to(at::kLong).contiguous();
+  L.offs = L.offsets.data_ptr<int64_t>();
+  const int64_t n = L.offsets.numel();
+  if (L.offs[0] != 0) {
+    L.status_code = kStatusBadOffsets;
+    L.status_pos = 0;
+    return L;
+  }
+  for (int64_t i = 1; i < n; ++i) {
+    if (L.offs[i] < L.offs[i - 1]) {
+      L.status_code = kStatusBadOffsets;
+      L.status_pos = i;
+      return L;
+    }
+  }
+  if (L.offs[n - 1] != L.nnz) {
+    L.status_code = kStatusBadOffsets;
+    L.status_pos = n - 1;
+  }
+  return L;
+}
+
+inline void atomic_min(std::atomic<int64_t>& a, int64_t v) {
+  int64_t cur = a.load(std::memory_order_relaxed);
+  while (v < cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
+}
+
+template <typename scalar_t>
+inline void prefetch_row(const scalar_t* p, int64_t D) {
+  const char* c = reinterpret_cast<const char*>(p);
+  const int64_t bytes = D * static_cast<int64_t>(sizeof(scalar_t));
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+}
+
+template <typename scalar_t>
+inline void prefetch_row_w(scalar_t* p, int64_t D) {
+  const char* c = reinterpret_cast<const char*>(p);
+  const int64_t bytes = D * static_cast<int64_t>(sizeof(scalar_t));
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 1, 3);
+}
+
+// acc[0:D] += w * row[0:D]; kD > 0 is the compile-time D.
+template <int kD, typename acc_t, typename scalar_t>
+inline void axpy(acc_t* __restrict acc, const scalar_t* __restrict row, acc_t w, int64_t D) {
+  if constexpr (kD > 0) {
+#pragma omp simd
+    for (int d = 0; d < kD; ++d) acc[d] += w * static_cast<acc_t>(row[d]);
+  } else {
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) acc[d] += w * static_cast<acc_t>(row[d]);
+  }
+}
+
+template <int kD, typename acc_t, typename scalar_t>
+inline void add(acc_t* __restrict acc, const scalar_t* __restrict row, int64_t D) {
+  if constexpr (kD > 0) {
+#pragma omp simd
+    for (int d = 0; d < kD; ++d) acc[d] += static_cast<acc_t>(row[d]);
+  } else {
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) acc[d] += static_cast<acc_t>(row[d]);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ forward
+
+template <typename scalar_t, typename index_t, int kD>
+void forward_impl(const Layout& L, const scalar_t* W, const index_t* idx, const scalar_t* psw, bool mean, scalar_t* out,
+                  std::atomic<int64_t>& first_bad) {
+  using acc_t = scalar_t;  // float or double
+  const int64_t D = kD > 0 ? kD : L.D;
+  const int64_t F = L.F, B = L.B, FD = F * D;
+  const int64_t nblk = (B + kBagsPerTask - 1) / kBagsPerTask;
+  if (nblk == 0) return;
+  at::parallel_for(0, F * nblk, 1, [&](int64_t w0, int64_t w1) {
+    std::vector<acc_t> acc_buf(kD > 0 ? 0 : D);
+    alignas(64) acc_t acc_fixed[kD > 0 ? kD : 1];
+    acc_t* acc = kD > 0 ? acc_fixed : acc_buf.data();
+    int64_t bad = std::numeric_limits<int64_t>::max();
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t f = w / nblk, b0 = (w % nblk) * kBagsPerTask, b1 = std::min(B, b0 + kBagsPerTask);
+      const int64_t rows = L.feat_rows[f];
+      const scalar_t* Wf = W + L.feat_base[f] * D;
+      const int64_t* bo = L.offs + f * B;
+      const int64_t jlast = bo[b1];
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t s = bo[b], e = bo[b + 1];
+        for (int64_t d = 0; d < D; ++d) acc[d] = 0;
+        for (int64_t j = s; j < e; ++j) {
+          if (j + kPrefetch < jlast) {
+            const int64_t pid = static_cast<int64_t>(idx[j + kPrefetch]);
+            if (static_cast<uint64_t>(pid) < static_cast<uint64_t>(rows)) prefetch_row(Wf + pid * D, D);
+          }
+          const int64_t id = static_cast<int64_t>(idx[j]);
+          if (static_cast<uint64_t>(id) >= static_cast<uint64_t>(rows)) {
+            bad = std::min(bad, j);
+            continue;
+          }
+          if (psw) {
+            axpy<kD, acc_t>(acc, Wf + id * D, static_cast<acc_t>(psw[j]), D);
+          } else {
+            add<kD, acc_t>(acc, Wf + id * D, D);
+          }
+        }
+        const acc_t scale = (mean && e > s) ? acc_t(1) / static_cast<acc_t>(e - s) : acc_t(1);
+        scalar_t* o = out + b * FD + f * D;
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) o[d] = static_cast<scalar_t>(acc[d] * scale);
+      }
+    }
+    if (bad != std::numeric_limits<int64_t>::max()) atomic_min(first_bad, bad);
+  });
+}
+
+template <typename scalar_t, typename index_t>
+void forward_dispatch_d(const Layout& L, const scalar_t* W, const index_t* idx, const scalar_t* psw, bool mean,
+                        scalar_t* out, std::atomic<int64_t>& first_bad) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    switch (L.D) {
+      case 8: return forward_impl<scalar_t, index_t, 8>(L, W, idx, psw, mean, out, first_bad);
+      case 16: return forward_impl<scalar_t, index_t, 16>(L, W, idx, psw, mean, out, first_bad);
+      case 32: return forward_impl<scalar_t, index_t, 32>(L, W, idx, psw, mean, out, first_bad);
+      case 64: return forward_impl<scalar_t, index_t, 64>(L, W, idx, psw, mean, out, first_bad);
+      case 128: return forward_impl<scalar_t, index_t, 128>(L, W, idx, psw, mean, out, first_bad);
+      default: break;
+    }
+  }
+  forward_impl<scalar_t, index_t, 0>(L, W, idx, psw, mean, out, first_bad);
+}
+
+void check_common(const at::Tensor& weights, const at::Tensor& indices, const c10::optional<at::Tensor>& psw) {
+  TORCH_CHECK(weights.device().is_cpu(), "ebc CPU kernels need CPU weights");
+  TORCH_CHECK(weights.dim() == 2, "weights must be [R, D]");
+  TORCH_CHECK(weights.scalar_type() == at::kFloat || weights.scalar_type() == at::kDouble,
+              "ebc CPU kernels support float32 and float64 weights, got ", weights.scalar_type());
+  TORCH_CHECK(indices.scalar_type() == at::kInt || indices.scalar_type() == at::kLong, "indices must be int32 or int64");
+  TORCH_CHECK(indices.dim() == 1, "indices must be 1-D");
+  if (psw.has_value()) {
+    TORCH_CHECK(psw->scalar_type() == weights.scalar_type(), "per_sample_weights must have the weights' dtype");
+    TORCH_CHECK(psw->numel() == indices.numel(), "per_sample_weights must match indices");
+  }
+}
+
+at::Tensor status_tensor(int64_t code, int64_t pos) {
+  auto s = at::empty({2}, at::TensorOptions().dtype(at::kLong));
+  s.data_ptr<int64_t>()[0] = code;
+  s.data_ptr<int64_t>()[1] = pos;
+  return s;
+}
+
+std::tuple<at::Tensor, at::Tensor> ebc_forward_cpu(const at::Tensor& weights, const at::Tensor& table_offsets,
+                                                   const c10::optional<at::Tensor>& feature_table,
+                                                   const at::Tensor& indices, const at::Tensor& offsets,
+                                                   const c10::optional<at::Tensor>& per_sample_weights,
+                                                   int64_t pooling) {
+  check_common(weights, indices, per_sample_weights);
+  const auto W = weights.contiguous();
+  Layout L = make_layout(W.size(0), W.size(1), table_offsets, feature_table, indices, offsets);
+  auto out = at::empty({L.B, L.F * L.D}, W.options());
+  if (L.status_code != kStatusOk) return {out, status_tensor(L.status_code, L.status_pos)};
+  const auto idx = indices.contiguous();
+  c10::optional<at::Tensor> psw;
+  if (per_sample_weights.has_value()) psw = per_sample_weights->contiguous();
+  std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
+  AT_DISPATCH_FLOATING_TYPES(W.scalar_type(), "ebc_forward_cpu", [&] {
+    const scalar_t* pw = psw.has_value() ? psw->data_ptr<scalar_t>() : nullptr;
+    AT_DISPATCH_INDEX_TYPES(idx.scalar_type(), "ebc_forward_cpu_idx", [&] {
+      forward_dispatch_d<scalar_t, index_t>(L, W.data_ptr<scalar_t>(), idx.data_ptr<index_t>(), pw, pooling == kMean,
+                                            out.data_ptr<scalar_t>(), first_bad);
+    });
+  });
+  const int64_t bad = first_bad.load();
+  if (bad != std::numeric_limits<int64_t>::max()) return {out, status_tensor(kStatusBadId, bad)};
+  return {out, status_tensor(kStatusOk, 0)};
+}
+
+// ------------------------------------------------------------------------------------------------ backward
+
+// Per table: its touched rows in ascending order, and for each row its (bag, scale) entries in index order.
+template <typename acc_t>
+struct TableRows {
+  std::vector<int64_t> urow;  // unique table-local rows, ascending
+  std::vector<int64_t> seg;   // U+1 entry starts
+  std::vector<int32_t> grow;  // per entry: the grad_out row b*F + f (grad_out viewed as [B*F, D])
+  std::vector<acc_t> scale;   // per entry (empty when every scale is 1)
+};
+
+template <typename acc_t, typename index_t>
+void build_table_rows(const Layout& L, int64_t t, const index_t* idx, const acc_t* psw, bool mean, TableRows<acc_t>& out) {
+  const auto& feats = L.table_feats[t];
+  const int64_t B = L.B;
+  int64_t n = 0;
+  for (int64_t f : feats) n += L.offs[(f + 1) * B] - L.offs[f * B];
+  if (n == 0) {
+    out.seg.assign(1, 0);
+    return;
+  }
+  const int64_t rows = L.feat_rows[feats[0]];
+  const bool need_scale = psw != nullptr || mean;
+  out.grow.resize(n);
+  if (need_scale) out.scale.resize(n);
+  const int64_t F = L.F;
+  auto check = [&](int64_t id, int64_t j) {
+    TORCH_CHECK_INDEX(static_cast<uint64_t>(id) < static_cast<uint64_t>(rows), "ebc backward: indices[", j, "] = ", id,
+                      " is out of range for table ", t, " with ", rows, " rows");
+  };
+  if (rows <= 8 * n + 65536) {
+    // Stable counting sort by row.
+    std::vector<int32_t> cnt(rows, 0);  // n < 2^31 (checked by the caller)
+    for (int64_t f : feats)
+      for (int64_t j = L.offs[f * B]; j < L.offs[(f + 1) * B]; ++j) {
+        const int64_t id = static_cast<int64_t>(idx[j]);
+        check(id, j);
+        ++cnt[id];
+      }
+    out.urow.reserve(std::min(rows, n));
+    out.seg.reserve(std::min(rows, n) + 1);
+    int32_t run = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int32_t c = cnt[r];
+      if (c) {
+        out.urow.push_back(r);
+        out.seg.push_back(run);
+      }
+      cnt[r] = run;
+      run += c;
+    }
+    out.seg.push_back(run);
+    for (int64_t f : feats) {
+      const int64_t* bo = L.offs + f * B;
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t s = bo[b], e = bo[b + 1];
+        const acc_t sc = (mean && e > s) ? acc_t(1) / static_cast<acc_t>(e - s) : acc_t(1);
+        const int32_t gr = static_cast<int32_t>(b * F + f);
+        for (int64_t j = s; j < e; ++j) {
+          const int32_t p = cnt[static_cast<int64_t>(idx[j])]++;
+          out.grow[p] = gr;
+          if (need_scale) out.scale[p] = psw ? psw[j] * sc : sc;
+        }
+      }
+    }
+  } else {
+    // Very sparse table (rows >> touched entries): sort (row, entry) pairs instead of counting over all rows.
+    std::vector<std::pair<int64_t, int64_t>> keys(n);
+    std::vector<int32_t> tb(n);
+    std::vector<acc_t> ts(need_scale ? n : 0);
+    int64_t k = 0;
+    for (int64_t f : feats) {
+      const int64_t* bo = L.offs + f * B;
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t s = bo[b], e = bo[b + 1];
+        const acc_t sc = (mean && e > s) ? acc_t(1) / static_cast<acc_t>(e - s) : acc_t(1);
+        for (int64_t j = s; j < e; ++j, ++k) {
+          const int64_t id = static_cast<int64_t>(idx[j]);
+          check(id, j);
+          keys[k] = {id, k};
+          tb[k] = static_cast<int32_t>(b * F + f);
+          if (need_scale) ts[k] = psw ? psw[j] * sc : sc;
+        }
+      }
+    }
+    std::sort(keys.begin(), keys.end());
+    for (int64_t p = 0; p < n; ++p) {
+      if (p == 0 || keys[p].first != keys[p - 1].first) {
+        out.urow.push_back(keys[p].first);
+        out.seg.push_back(p);
+      }
+      out.grow[p] = tb[keys[p].second];
+      if (need_scale) out.scale[p] = ts[keys[p].second];
+    }
+    out.seg.push_back(n);
+  }
+}
+
+template <typename acc_t, typename index_t>
+std::vector<TableRows<acc_t>> build_all(const Layout& L, const index_t* idx, const acc_t* psw, bool mean) {
+  std::vector<TableRows<acc_t>> tabs(L.T);
+  at::parallel_for(0, L.T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) build_table_rows<acc_t, index_t>(L, t, idx, psw, mean, tabs[t]);
+  });
+  return tabs;
+}
+
+// One pass over every unique row (parallel, contiguous chunks): sum its gradient, then write or update.
+template <int kD, int kMode, typename scalar_t>
+void apply_rows(const Layout& L, const std::vector<TableRows<scalar_t>>& tabs, const int64_t* table_base,
+                const scalar_t* grad, scalar_t* W, scalar_t* momentum, double lr, double eps, int64_t* out_rows,
+                scalar_t* out_grads) {
+  using acc_t = scalar_t;
+  const int64_t D = kD > 0 ? kD : L.D;
+  std::vector<int64_t> ustart(L.T + 1, 0);
+  for (int64_t t = 0; t < L.T; ++t) ustart[t + 1] = ustart[t] + static_cast<int64_t>(tabs[t].urow.size());
+  const int64_t U = ustart[L.T];
+  at::parallel_for(0, U, 256, [&](int64_t u0, int64_t u1) {
+    std::vector<acc_t> acc_buf(kD > 0 ? 0 : D);
+    alignas(64) acc_t acc_fixed[kD > 0 ? kD : 1];
+    acc_t* acc = kD > 0 ? acc_fixed : acc_buf.data();
+    int64_t t = std::upper_bound(ustart.begin(), ustart.end(), u0) - ustart.begin() - 1;
+    for (int64_t u = u0; u < u1; ++u) {
+      while (u >= ustart[t + 1]) ++t;
+      const TableRows<acc_t>& tr = tabs[t];
+      const int64_t i = u - ustart[t];
+      const int64_t grow = table_base[t] + tr.urow[i];
+      if (i + kPrefetch < static_cast<int64_t>(tr.urow.size())) {
+        const int64_t ip = i + kPrefetch;
+        prefetch_row(grad + static_cast<int64_t>(tr.grow[tr.seg[ip]]) * D, D);
+        if (kMode != kOptNone) prefetch_row_w(W + (table_base[t] + tr.urow[ip]) * D, D);
+      }
+      for (int64_t d = 0; d < D; ++d) acc[d] = 0;
+      const bool has_scale = !tr.scale.empty();
+      for (int64_t p = tr.seg[i]; p < tr.seg[i + 1]; ++p) {
+        const scalar_t* g = grad + static_cast<int64_t>(tr.grow[p]) * D;
+        if (has_scale) {
+          axpy<kD, acc_t>(acc, g, tr.scale[p], D);
+        } else {
+          add<kD, acc_t>(acc, g, D);
+        }
+      }
+      if constexpr (kMode == kOptNone) {
+        out_rows[u] = grow;
+        scalar_t* o = out_grads + u * D;
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) o[d] = acc[d];
+      } else if constexpr (kMode == kOptSgd) {
+        scalar_t* w = W + grow * D;
+        const acc_t a = static_cast<acc_t>(lr);
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) w[d] -= a * acc[d];
+      } else {
+        acc_t ss = 0;
+#pragma omp simd reduction(+ : ss)
+        for (int64_t d = 0; d < D; ++d) ss += acc[d] * acc[d];
+        const acc_t m = momentum[grow] + ss / static_cast<acc_t>(D);
+        momentum[grow] = m;
+        const acc_t a = static_cast<acc_t>(lr) / (std::sqrt(m) + static_cast<acc_t>(eps));
+        scalar_t* w = W + grow * D;
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) w[d] -= a * acc[d];
+      }
+    }
+  });
+}
+
+template <int kMode, typename scalar_t>
+void apply_rows_dispatch(const Layout& L, const std::vector<TableRows<scalar_t>>& tabs, const int64_t* table_base,
+                         const scalar_t* grad, scalar_t* W, scalar_t* momentum, double lr, double eps, int64_t* out_rows,
+                         scalar_t* out_grads) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    switch (L.D) {
+      case 16: return apply_rows<16, kMode>(L, tabs, table_base, grad, W, momentum, lr, eps, out_rows, out_grads);
+      case 32: return apply_rows<32, kMode>(L, tabs, table_base, grad, W, momentum, lr, eps, out_rows, out_grads);
+      case 64: return apply_rows<64, kMode>(L, tabs, table_base, grad, W, momentum, lr, eps, out_rows, out_grads);
+      case 128: return apply_rows<128, kMode>(L, tabs, table_base, grad, W, momentum, lr, eps, out_rows, out_grads);
+      default: break;
+    }
+  }
+  apply_rows<0, kMode>(L, tabs, table_base, grad, W, momentum, lr, eps, out_rows, out_grads);
+}
+
+Layout backward_layout(const at::Tensor& grad_out, const at::Tensor& table_offsets,
+                       const c10::optional<at::Tensor>& feature_table, const at::Tensor& indices,
+                       const at::Tensor& offsets, int64_t R) {
+  const int64_t F = feature_table.has_value() ? feature_table->numel() : table_offsets.numel() - 1;
+  TORCH_CHECK(grad_out.dim() == 2 && F > 0 && grad_out.size(1) % F == 0, "grad_out must be [B, F*D]");
+  Layout L = make_layout(R, grad_out.size(1) / F, table_offsets, feature_table, indices, offsets);
+  TORCH_CHECK(L.status_code == kStatusOk, "ebc backward: invalid table_offsets / feature_table / offsets (status ",
+              L.status_code, " at ", L.status_pos, ")");
+  TORCH_CHECK(grad_out.size(0) == L.B, "grad_out has ", grad_out.size(0), " rows, expected B = ", L.B);
+  TORCH_CHECK(L.B * L.F < (int64_t(1) << 31) && L.nnz < (int64_t(1) << 31),
+              "ebc CPU backward: F*B and len(indices) must be < 2^31");
+  return L;
+}
+
+std::tuple<at::Tensor, at::Tensor> ebc_grad_rows_cpu(const at::Tensor& grad_out, const at::Tensor& table_offsets,
+                                                     const c10::optional<at::Tensor>& feature_table,
+                                                     const at::Tensor& indices, const at::Tensor& offsets,
+                                                     const c10::optional<at::Tensor>& per_sample_weights,
+                                                     int64_t pooling) {
+  check_common(grad_out, indices, per_sample_weights);
+  const auto G = grad_out.contiguous();
+  const auto to = table_offsets.contiguous();
+  Layout L = backward_layout(G, to, feature_table, indices, offsets, std::numeric_limits<int64_t>::max());
+  const auto idx = indices.contiguous();
+  c10::optional<at::Tensor> psw;
+  if (per_sample_weights.has_value()) psw = per_sample_weights->contiguous();
+  at::Tensor rows, grads;
+  AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "ebc_grad_rows_cpu", [&] {
+    const scalar_t* pw = psw.has_value() ? psw->data_ptr<scalar_t>() : nullptr;
+    std::vector<TableRows<scalar_t>> tabs;
+    AT_DISPATCH_INDEX_TYPES(idx.scalar_type(), "ebc_grad_rows_cpu_idx", [&] {
+      tabs = build_all<scalar_t, index_t>(L, idx.data_ptr<index_t>(), pw, pooling == kMean);
+    });
+    int64_t U = 0;
+    for (const auto& tr : tabs) U += static_cast<int64_t>(tr.urow.size());
+    rows = at::empty({U}, idx.options().dtype(at::kLong));
+    grads = at::empty({U, L.D}, G.options());
+    apply_rows_dispatch<kOptNone, scalar_t>(L, tabs, to.data_ptr<int64_t>(), G.data_ptr<scalar_t>(), nullptr, nullptr, 0,
+                                            0, rows.data_ptr<int64_t>(), grads.data_ptr<scalar_t>());
+  });
+  return {rows, grads};
+}
+
+void ebc_fused_update_cpu(at::Tensor& weights, at::Tensor& momentum, const at::Tensor& grad_out,
+                          const at::Tensor& table_offsets, const c10::optional<at::Tensor>& feature_table,
+                          const at::Tensor& indices, const at::Tensor& offsets,
+                          const c10::optional<at::Tensor>& per_sample_weights, int64_t pooling, int64_t optimizer,
+                          double lr, double eps) {
+  check_common(weights, indices, per_sample_weights);
+  TORCH_CHECK(weights.is_contiguous(), "fused update needs contiguous weights (updated in place)");
+  TORCH_CHECK(grad_out.scalar_type() == weights.scalar_type(), "grad_out must have the weights' dtype");
+  TORCH_CHECK(optimizer == kOptSgd || optimizer == kOptRowwiseAdagrad, "optimizer must be 1 (sgd) or 2 (rowwise adagrad)");
+  if (optimizer == kOptRowwiseAdagrad) {
+    TORCH_CHECK(momentum.is_contiguous() && momentum.scalar_type() == weights.scalar_type() && momentum.dim() == 1 &&
+                    momentum.numel() == weights.size(0),
+                "row-wise Adagrad needs a contiguous momentum [rows] with the weights' dtype");
+  }
+  const auto G = grad_out.contiguous();
+  const auto to = table_offsets.contiguous();
+  Layout L = backward_layout(G, to, feature_table, indices, offsets, weights.size(0));
+  TORCH_CHECK(L.D == weights.size(1), "grad_out is [B, F*D] with D = ", L.D, " but weights have D = ", weights.size(1));
+  const auto idx = indices.contiguous();
+  c10::optional<at::Tensor> psw;
+  if (per_sample_weights.has_value()) psw = per_sample_weights->contiguous();
+  AT_DISPATCH_FLOATING_TYPES(weights.scalar_type(), "ebc_fused_update_cpu", [&] {
+    const scalar_t* pw = psw.has_value() ? psw->data_ptr<scalar_t>() : nullptr;
+    std::vector<TableRows<scalar_t>> tabs;
+    AT_DISPATCH_INDEX_TYPES(idx.scalar_type(), "ebc_fused_update_cpu_idx", [&] {
+      tabs = build_all<scalar_t, index_t>(L, idx.data_ptr<index_t>(), pw, pooling == kMean);
+    });
+    scalar_t* m = optimizer == kOptRowwiseAdagrad ? momentum.data_ptr<scalar_t>() : nullptr;
+    if (optimizer == kOptSgd) {
+      apply_rows_dispatch<kOptSgd, scalar_t>(L, tabs, to.data_ptr<int64_t>(), G.data_ptr<scalar_t>(),
+                                             weights.data_ptr<scalar_t>(), m, lr, eps, nullptr, nullptr);
+    } else {
+      apply_rows_dispatch<kOptRowwiseAdagrad, scalar_t>(L, tabs, to.data_ptr<int64_t>(), G.data_ptr<scalar_t>(),
+                                                        weights.data_ptr<scalar_t>(), m, lr, eps, nullptr, nullptr);
+    }
+  });
+}
+
+// d out / d per_sample_weights[j] = <grad_out[b, f*D:(f+1)*D], W[row_j]> (/ bag length for mean).
+template <typename scalar_t, typename index_t>
+void psw_grad_impl(const Layout& L, const scalar_t* g, const scalar_t* w, const index_t* ip, bool mean, scalar_t* o) {
+  const int64_t D = L.D, B = L.B, FD = L.F * D;
+  at::parallel_for(0, L.F * B, 64, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t f = q / B, b = q - f * B;
+      const int64_t s = L.offs[q], e = L.offs[q + 1], rows = L.feat_rows[f];
+      const scalar_t sc = (mean && e > s) ? scalar_t(1) / static_cast<scalar_t>(e - s) : scalar_t(1);
+      const scalar_t* gr = g + b * FD + f * D;
+      for (int64_t j = s; j < e; ++j) {
+        const int64_t id = static_cast<int64_t>(ip[j]);
+        TORCH_CHECK_INDEX(static_cast<uint64_t>(id) < static_cast<uint64_t>(rows), "indices[", j, "] out of range");
+        const scalar_t* wr = w + (L.feat_base[f] + id) * D;
+        scalar_t dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t d = 0; d < D; ++d) dot += gr[d] * wr[d];
+        o[j] = dot * sc;
+      }
+    }
+  });
+}
+
+at::Tensor ebc_psw_grad_cpu(const at::Tensor& grad_out, const at::Tensor& weights, const at::Tensor& table_offsets,
+                            const c10::optional<at::Tensor>& feature_table, const at::Tensor& indices,
+                            const at::Tensor& offsets, int64_t pooling) {
+  check_common(weights, indices, c10::nullopt);
+  TORCH_CHECK(grad_out.scalar_type() == weights.scalar_type(), "grad_out must have the weights' dtype");
+  const auto G = grad_out.contiguous();
+  const auto W = weights.contiguous();
+  Layout L = backward_layout(G, table_offsets, feature_table, indices, offsets, W.size(0));
+  const auto idx = indices.contiguous();
+  auto out = at::empty({L.nnz}, W.options());
+  AT_DISPATCH_FLOATING_TYPES(W.scalar_type(), "ebc_psw_grad_cpu", [&] {
+    AT_DISPATCH_INDEX_TYPES(idx.scalar_type(), "ebc_psw_grad_cpu_idx", [&] {
+      psw_grad_impl<scalar_t, index_t>(L, G.data_ptr<scalar_t>(), W.data_ptr<scalar_t>(), idx.data_ptr<index_t>(),
+                                       pooling == kMean, out.data_ptr<scalar_t>());
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(ctrbench, m) {
+  m.def(
+      "ebc_forward_cpu(Tensor weights, Tensor table_offsets, Tensor? feature_table, Tensor indices, Tensor offsets, "
+      "Tensor? per_sample_weights, int pooling) -> (Tensor, Tensor)");
+  m.def(
+      "ebc_grad_rows_cpu(Tensor grad_out, Tensor table_offsets, Tensor? feature_table, Tensor indices, Tensor offsets, "
+      "Tensor? per_sample_weights, int pooling) -> (Tensor, Tensor)");
+  m.def(
+      "ebc_fused_update_cpu(Tensor(a!) weights, Tensor(b!) momentum, Tensor grad_out, Tensor table_offsets, "
+      "Tensor? feature_table, Tensor indices, Tensor offsets, Tensor? per_sample_weights, int pooling, int optimizer, "
+      "float lr, float eps) -> ()");
+  m.def(
+      "ebc_psw_grad_cpu(Tensor grad_out, Tensor weights, Tensor table_offsets, Tensor? feature_table, Tensor indices, "
+      "Tensor offsets, int pooling) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(ctrbench, CPU, m) {
+  m.impl("ebc_forward_cpu", &ebc_forward_cpu);
+  m.impl("ebc_grad_rows_cpu", &ebc_grad_rows_cpu);
+  m.impl("ebc_fused_update_cpu", &ebc_fused_update_cpu);
+  m.impl("ebc_psw_grad_cpu", &ebc_psw_grad_cpu);
+}

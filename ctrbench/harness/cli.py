@@ -111,9 +111,10 @@ def cmd_run(args) -> int:
     failed = [r for r in result.records if r.status == "failed"]
     console.print(f"suite {suite.name}: {result.executed} run(s) executed, {result.skipped} skipped (finished before), "
                   f"{len(result.recovered)} interrupted run(s) recovered, {len(failed)} failed; "
-                  f"{wall:.1f} s; store {store.path}  (of {planned_runs(suite)} planned)")
+                  f"{wall:.1f} s; store {store.path}  (of {planned_runs(suite)} planned)", soft_wrap=True)
     for r in failed:
-        console.print(f"[red]failed[/red] {r.dataset}/{r.entry}/seed{r.seed}: {(r.error or '').splitlines()[0]}")
+        console.print(f"[red]failed[/red] {r.dataset}/{r.entry}/seed{r.seed}: {(r.error or '').splitlines()[0]}",
+                      soft_wrap=True)
     return 1 if failed else 0
 
 

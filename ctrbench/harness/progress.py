@@ -18,7 +18,10 @@ class _FitCallbacks:
 
     def on_epoch_start(self, epoch: int, n_batches: int) -> None:
         bars = self.owner.bars
-        bars.reset(self.owner.batch_task, total=n_batches, description=f"  epoch {epoch + 1} batches")
+        if epoch == 0:
+            bars.reset(self.owner.epoch_task, total=self.spec.train.get("max_epochs") or 1, description="  epochs",
+                       visible=True)
+        bars.reset(self.owner.batch_task, total=n_batches, description=f"  epoch {epoch + 1} batches", visible=True)
 
     def on_batch_end(self, step: int, loss: float) -> None:
         self.owner.bars.update(self.owner.batch_task, advance=1, description=f"  batches (loss {loss:.4f})")
@@ -54,8 +57,6 @@ class RichProgress(Progress):
 
     def run_start(self, spec: RunSpec) -> None:
         self.bars.update(self.run_task, description=f"runs: {spec.label}")
-        self.bars.reset(self.epoch_task, total=spec.train.get("max_epochs") or 1, description="  epochs", visible=True)
-        self.bars.reset(self.batch_task, total=1, description="  batches", visible=True)
 
     def run_end(self, spec: RunSpec, record: RunRecord, outcome: str) -> None:
         if self.run_task is None:

@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import signal
+import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -171,11 +172,14 @@ class ProcessExecutor:
 
 
 # --- Ray --------------------------------------------------------------------------------------------
-def _ray_execute(spec_d: dict, data_root, threads: int) -> dict:
+def _ray_execute(spec_d: dict, claim_d: dict, data_root, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    return execute_run(RunSpec.from_dict(spec_d), data_root=data_root).to_dict()
+    rec = execute_run(RunSpec.from_dict(spec_d), data_root=data_root, record=RunRecord.from_dict(claim_d))
+    rec.extra["worker_pid"] = os.getpid()
+    rec.extra["worker_host"] = socket.gethostname()
+    return rec.to_dict()
 
 
 class RayExecutor:
@@ -192,6 +196,7 @@ class RayExecutor:
         self.store, self.force, self.data_root, self.command = store, force, data_root, command
         self.progress = progress or Progress()
         self.cpus_per_run = cpus_per_run
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU tasks: leave device env vars alone
         self._own = not ray.is_initialized()
         if self._own:
             kw: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
@@ -215,19 +220,17 @@ class RayExecutor:
                     continue
                 claims[i] = claim.record
                 self.progress.run_start(spec)
-                ref = self._remote.remote(spec.to_dict(), self.data_root, self.cpus_per_run)
+                ref = self._remote.remote(spec.to_dict(), claim.record.to_dict(), self.data_root, self.cpus_per_run)
                 pending[ref] = i
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     i = pending.pop(ref)
-                    try:
+                    try:  # the record the worker filled in is the driver's claim (its pid, attempt, command)
                         rec = RunRecord.from_dict(ray.get(ref))
                     except Exception as exc:  # noqa: BLE001 - the worker itself died
                         rec = claims[i]
                         rec.status, rec.error, rec.finished_at = "failed", f"ray task failed: {exc}", utc_now()
-                    c = claims[i]  # keep the driver's claim identity (attempt, pid of the claimer)
-                    rec.run_id, rec.attempt, rec.started_at, rec.command = c.run_id, c.attempt, c.started_at, c.command
                     self.store.finish(rec)
                     out[i] = rec
                     self.progress.run_end(specs[i], rec, "run")

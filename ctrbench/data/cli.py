@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -16,7 +17,8 @@ from ctrbench.errors import DataError
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # piped or captured output gets wide lines rather than tables squeezed into 80 columns
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def add_commands(sub) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ctrbench.data.criteo_x1 import CARDINALITIES
-from ctrbench.data.readers import (BadRows, SourceReader, TextFile, convert_rows, file_size, missing_files_error,
-                                   read_first_line, skip_scan, stream_text)
+from ctrbench.data.readers import (BadRows, RawChunk, SourceReader, TextFile, convert_rows, file_size,
+                                   missing_files_error, read_first_line, skip_scan, stream_text)
 from ctrbench.data.schema import DatasetSpec, TwinProfile, categorical, numeric
 from ctrbench.errors import DataError
 
@@ -97,8 +97,12 @@ class CriteoReader(SourceReader):
         names = ("train", "test", "valid")
         for raw in stream_text(self.tf, bad, chunk_rows=self.chunk_rows, on_bytes=on_bytes):
             index = raw.lines - self.tf.header_lines - 1  # data-row index, bad lines included
-            if train_only and index[0] >= self.bounds[0]:
-                return
+            if train_only:  # validate and count train rows only
+                cut = int(np.searchsorted(index, self.bounds[0]))
+                if cut == 0:
+                    return
+                if cut < len(index):
+                    raw = RawChunk(raw.file, raw.table.slice(0, cut), raw.lines[:cut])
             rows = convert_rows(self.spec, raw, bad)
             part = np.searchsorted(self.bounds, rows.lines - self.tf.header_lines - 1, side="right")
             for p in np.unique(part):

@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 
 # --------------------------------------------------------------------------- numeric transforms
 # Each maps float64 values (NaN = missing) to (float32 values, mask of values outside the transform's domain
-# or None). Missing values become 0 in every protocol (FuxiCTR fill_na 0.0; torchrec and DLRM fill 0).
+# or None). Missing values are filled with 0 before the transform, as every protocol does (FuxiCTR fill_na
+# 0.0; torchrec and DLRM fill 0): so a missing value is ln(3) under log_plus3 and 0 under the others.
 
 
 def _none(x: np.ndarray):
@@ -30,7 +31,8 @@ def _log1p_clip0(x: np.ndarray):
 
 
 def _log_plus3(x: np.ndarray):
-    """torchrec/MLPerf: ln(x + 3); values <= -3 have no logarithm and are reported, not clamped."""
+    """torchrec/MLPerf: ln(x + 3), missing filled with 0 first (ln 3); values <= -3 have no logarithm and are
+    reported, not clamped."""
     bad = x <= -3.0  # NaN compares False: missing is not bad
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.log(np.nan_to_num(x, nan=0.0) + 3.0)

@@ -425,7 +425,7 @@ def raise_field_count_error(tf: TextFile, scan: ScanResult | None = None) -> Non
     if len(scan.bad_lines) == 0:
         raise DataError(f"a row does not have {n} fields", file=tf.name)
     line, got = int(scan.bad_lines[0]), int(scan.bad_fields[0])
-    fld = tf.names[got] if got < n else f"field #{got} (beyond the last, {tf.names[-1]!r})"
+    fld = tf.names[got] if got < n else f"extra field {n + 1} after {tf.names[-1]}"  # the first missing / extra one
     raise DataError(f"wrong field count: expected {n} {tf.delimiter!r}-separated fields, found {got}",
                     file=tf.name, line=line, field=fld)
 

@@ -488,6 +488,9 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
                 tloc = _grid_aware(_layers_loc(train_layers[:-1]), "train", gtrain, eloc)
                 for seed in seeds:
                     rtrain = _validate_train(TrainConfig, {**train, "seed": seed}, src, tloc)
+                    if rtrain.get("monitor") == "gauc" and getattr(reg.dataset_spec(dname), "group_id", "") is None:
+                        raise src.error(f"monitor 'gauc' needs a group id, and {dname} has none; valid here: auc, "
+                                        "logloss", tloc("monitor"))
                     if searcher is None:
                         rparams = _validate_params(model_cls, model_name, params, src, ploc)
                         runs.append(RunSpec(

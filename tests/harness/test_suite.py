@@ -120,3 +120,10 @@ def test_yaml_problems(write_suite):
     check(write_suite, "    model: dcnv2\n", "    model: dcnv2\n    model: lr\n", "entries[1].model", "duplicate key")
     with pytest.raises(ConfigError, match=r"invalid YAML.*suite.yaml:10"):
         load_suite(write_suite(SUITE.replace("seeds: [0, 1]", "seeds: [0, 1")))
+
+
+def test_gauc_monitor_needs_a_group_id(write_suite):
+    ok = SUITE.replace("train: {batch_size: 128}", "train: {batch_size: 128, monitor: gauc}")
+    load_suite(write_suite(ok))  # amazonelectronics_x1 has user_id groups
+    check(write_suite, "train: {max_epochs: 1, batch_size: 256}", "train: {max_epochs: 1, monitor: gauc}",
+          "defaults.train.monitor", "needs a group id", "criteo_x1")

@@ -95,7 +95,8 @@ class CriteoReader(SourceReader):
         if self.bounds is None:
             self.scan(bad)
         names = ("train", "test", "valid")
-        for raw in stream_text(self.tf, bad, chunk_rows=self.chunk_rows, on_bytes=on_bytes):
+        include = self.fit_include(self.tf.include, bad, train_only)
+        for raw in stream_text(self.tf, bad, chunk_rows=self.chunk_rows, on_bytes=on_bytes, include=include):
             index = raw.lines - self.tf.header_lines - 1  # data-row index, bad lines included
             if train_only:  # validate and count train rows only
                 cut = int(np.searchsorted(index, self.bounds[0]))

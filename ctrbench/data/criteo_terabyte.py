@@ -99,7 +99,8 @@ class TerabyteReader(SourceReader):
             last = d == DAYS - 1
             if last and self.valid_rows is None:
                 self.scan(bad)
-            for raw in stream_text(tf, bad, chunk_rows=self.chunk_rows, on_bytes=on_bytes):
+            include = self.fit_include(tf.include, bad, train_only)
+            for raw in stream_text(tf, bad, chunk_rows=self.chunk_rows, on_bytes=on_bytes, include=include):
                 rows = self.convert(raw, bad)
                 if not last:
                     yield "train", rows

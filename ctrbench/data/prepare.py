@@ -78,11 +78,16 @@ def fit_vocabularies(spec: DatasetSpec, reader: SourceReader, bad: BadRows, adva
     owners = spec.of_kind(Kind.CATEGORICAL, Kind.PRETRAINED)
     col_counters = {f.column: TokenCounter() for f in owners}
     seq_counters = {(s.column, s.splitter): TokenCounter() for s in spec.sequences}
+    train_rows = 0
     for _split, rows in reader.chunks(bad, train_only=True, on_bytes=advance):
+        train_rows += len(rows)
         for c, counter in col_counters.items():
             counter.update(rows.columns[c])
         for key, (flat, _rows) in _split_cache(rows, spec).items():
             seq_counters[key].update(flat)
+    if train_rows == 0:
+        raise DataError(f"{spec.name}: no training rows (every row empty or skipped as bad)",
+                        file=", ".join(p.name for p in reader.files()))
     names = {f.name for f in owners}
     for s in spec.sequences:
         if s.share_vocab is not None and s.share_vocab not in names:

@@ -69,10 +69,8 @@ def transform_numeric(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray 
 # --------------------------------------------------------------------------- token counting
 
 
-def _drop_nulls_and_empty(values):
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        return values.filter(pc.and_kleene(pc.is_valid(values), pc.not_equal(values, "")).fill_null(False))
-    return values.drop_null()
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
 class TokenCounter:
@@ -84,12 +82,16 @@ class TokenCounter:
         self._parts: list[pa.Table] = []
 
     def update(self, values: pa.Array | pa.ChunkedArray) -> None:
-        """Count the non-missing, non-empty tokens of one chunk."""
-        values = _drop_nulls_and_empty(values)
+        """Count the non-missing, non-empty tokens of one chunk (null and "" are dropped from the counts)."""
         if len(values) == 0:
             return
         vc = pc.value_counts(values)
-        self._parts.append(pa.table({"token": vc.field("values"), "count": vc.field("counts")}))
+        tokens = vc.field("values")
+        keep = pc.is_valid(tokens)
+        if _is_text(tokens.type):
+            keep = pc.and_(keep, pc.greater(pc.binary_length(tokens), 0).fill_null(False))
+        t = pa.table({"token": tokens, "count": vc.field("counts")})
+        self._parts.append(t if keep.false_count == 0 else t.filter(keep))
         if len(self._parts) >= self.COMPACT_EVERY:
             self._compact()
 
@@ -160,11 +162,10 @@ class Vocabulary:
             return np.zeros(0, np.int32)
         if values.type != self.tokens.type:
             values = values.cast(self.tokens.type)
-        idx = pc.index_in(values, value_set=self.tokens)
-        ids = pc.fill_null(pc.add(idx, 1), self.oov).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-        missing = _missing_mask(values)
-        if missing is not None:
-            ids = np.where(missing, 0, ids).astype(np.int32, copy=False)
+        idx = pc.index_in(values, value_set=self.tokens)  # null where unknown or missing
+        ids = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False) + 1
+        present = _present_mask(values)  # tokens are never null or "", so missing values are never found
+        ids[(ids == 0) & present] = self.oov
         return ids
 
     def lookup(self, token) -> int:
@@ -172,13 +173,13 @@ class Vocabulary:
         return int(self.encode(pa.array([token], self.tokens.type))[0])
 
 
-def _missing_mask(values: pa.Array) -> np.ndarray | None:
-    miss = pc.is_null(values)
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        miss = pc.or_(miss, pc.equal(values, "").fill_null(True))
-    elif values.null_count == 0:
-        return None
-    return miss.to_numpy(zero_copy_only=False)
+def _present_mask(values) -> np.ndarray:
+    """True where a value is neither null nor the empty string (string lengths come from the offsets)."""
+    if _is_text(values.type):
+        return pc.fill_null(pc.binary_length(values), 0).to_numpy(zero_copy_only=False) > 0
+    if values.null_count == 0:
+        return np.ones(len(values), bool)
+    return pc.is_valid(values).to_numpy(zero_copy_only=False)
 
 
 class ContiguousModuloVocabulary:
@@ -242,15 +243,17 @@ class GroupIds:
                 self.tokens = self.tokens.cast(values.type)
             else:
                 values = values.cast(self.tokens.type)
+        present = _present_mask(values)
         idx = pc.index_in(values, value_set=self.tokens)
-        unseen = pc.and_(pc.is_null(idx), pc.is_valid(values))
-        if pc.any(unseen).as_py():
-            new = pc.unique(values.filter(unseen))  # first-appearance order
-            self.tokens = pa.concat_arrays([self.tokens, new])
+        ids = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+        unseen = (ids == 0) & present
+        if unseen.any():
+            new = pc.unique(values.filter(pa.array(unseen)))  # first-appearance order
+            self.tokens = pa.concat_arrays([self.tokens, new.combine_chunks() if isinstance(new, pa.ChunkedArray) else new])
             idx = pc.index_in(values, value_set=self.tokens)
-        ids = pc.fill_null(pc.add(idx, 1), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-        missing = _missing_mask(values)
-        return np.where(missing, 0, ids) if missing is not None else ids
+            ids = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+        ids[~present] = 0
+        return ids
 
 
 # --------------------------------------------------------------------------- sequences

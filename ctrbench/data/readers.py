@@ -27,7 +27,8 @@ from ctrbench.data.schema import DatasetSpec, Feature, Kind
 from ctrbench.errors import DataError
 
 BLOCK_SIZE = 4 << 20  # pyarrow parse block: small blocks stream fastest here
-DEFAULT_CHUNK_ROWS = 1 << 19  # rows handed to tokenising at once (amortises vocabulary hash builds)
+DEFAULT_CHUNK_ROWS = 1 << 19  # rows handed to tokenising at once (amortises vocabulary hash builds) ...
+CHUNK_BYTES = 192 << 20  # ... unless the rows are wide (long histories): then ~this many bytes of text
 DATA_SPLITS = ("train", "valid", "test")
 BAD_ROW_MODES = ("error", "skip")
 
@@ -194,7 +195,10 @@ def convert_rows(spec: DatasetSpec, raw: RawChunk, bad: BadRows,
     through `columns_fn`); bad rows raise or are dropped per `bad`."""
     problems = Problems(raw.file, raw.lines)
     label = check_label(raw.table, spec.label, problems)
-    numeric = check_numeric(raw.table, spec.numeric, problems)
+    if all(f.column in raw.table.column_names for f in spec.numeric):
+        numeric = check_numeric(raw.table, spec.numeric, problems)
+    else:  # pass 1 of an erroring prepare reads no numeric column (see SourceReader.fit_include)
+        numeric = np.zeros((raw.table.num_rows, 0), np.float32)
     if columns_fn is None:
         columns = {c: raw.table[c] for c in token_columns(spec)}
     else:
@@ -263,8 +267,9 @@ def _line_mapper(header: int, skipped: np.ndarray | None) -> Callable[[np.ndarra
 
 
 def stream_text(tf: TextFile, bad: BadRows, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                on_bytes: Callable[[int], None] | None = None) -> Iterator[RawChunk]:
-    """Chunks of ~chunk_rows rows of `tf` as string tables with their line numbers."""
+                on_bytes: Callable[[int], None] | None = None, include: list[str] | None = None) -> Iterator[RawChunk]:
+    """Chunks of ~chunk_rows rows of `tf` as string tables with their line numbers (columns `include`, else
+    `tf.include`)."""
     state = {"bad_text": None}
 
     def on_invalid(row) -> str:
@@ -280,20 +285,20 @@ def stream_text(tf: TextFile, bad: BadRows, *, chunk_rows: int = DEFAULT_CHUNK_R
     parse_opts = pacsv.ParseOptions(delimiter=tf.delimiter, quote_char=False, ignore_empty_lines=False,
                                     invalid_row_handler=on_invalid)
     conv_opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, null_values=[""],
-                                     include_columns=tf.include)
+                                     include_columns=include if include is not None else tf.include)
     to_line = _line_mapper(tf.header_lines, tf.skipped_lines)
     stream, raw = open_input(tf.path)
     done_bytes = 0
     rows_seen = 0
     pending: list[pa.RecordBatch] = []
-    pending_rows = 0
+    pending_rows = pending_bytes = 0
 
     def flush():
-        nonlocal pending, pending_rows, rows_seen
+        nonlocal pending, pending_rows, pending_bytes, rows_seen
         table = pa.Table.from_batches(pending)
         lines = to_line(np.arange(rows_seen, rows_seen + table.num_rows, dtype=np.int64))
         rows_seen += table.num_rows
-        pending, pending_rows = [], 0
+        pending, pending_rows, pending_bytes = [], 0, 0
         return RawChunk(tf.name, table, lines)
 
     try:
@@ -309,7 +314,8 @@ def stream_text(tf: TextFile, bad: BadRows, *, chunk_rows: int = DEFAULT_CHUNK_R
                     continue
                 pending.append(batch)
                 pending_rows += batch.num_rows
-                if pending_rows >= chunk_rows:
+                pending_bytes += batch.nbytes
+                if pending_rows >= chunk_rows or pending_bytes >= CHUNK_BYTES:
                     yield flush()
         except pa.ArrowInvalid as exc:
             if state["bad_text"] is not None or ("Expected" in str(exc) and "columns" in str(exc)):
@@ -491,6 +497,15 @@ class SourceReader:
         """A cheap line-count pass where the split depends on row positions (Criteo's pseudo-days)."""
         return None
 
+    def fit_include(self, include: list[str], bad: BadRows, train_only: bool) -> list[str]:
+        """Columns to read: pass 1 of an erroring prepare needs only the label and the id columns (numeric
+        values are checked in pass 2, which raises on the first bad one all the same). A skipping prepare
+        checks every column in pass 1 too, so that the rows it drops are not counted into vocabularies."""
+        if not train_only or bad.skip:
+            return include
+        numeric = {f.column for f in self.spec.numeric}
+        return [c for c in include if c not in numeric]
+
     def train_bytes(self) -> int:
         return sum(file_size(p) for p in self.files())
 
@@ -609,7 +624,8 @@ class X1Reader(SourceReader):
                 continue
             path = self.split_files[split]
             tf = TextFile(path, self.headers[split], ",", header_lines=1, include=self.needed)
-            for raw in stream_text(tf, bad, chunk_rows=self.chunk_rows, on_bytes=on_bytes):
+            include = self.fit_include(self.needed, bad, train_only)
+            for raw in stream_text(tf, bad, chunk_rows=self.chunk_rows, on_bytes=on_bytes, include=include):
                 yield split, self.convert(raw, bad)
 
     def convert(self, raw: RawChunk, bad: BadRows) -> Rows:

@@ -226,3 +226,12 @@ def test_interrupt_mid_pass_keeps_previous_cache_and_no_partial(tmp_path, monkey
         prepare_real(get_spec("criteo"), src, path, progress=False, chunk_rows=4)
     assert Cache.open(path).manifest["created"] == created  # the old complete cache is untouched
     assert sorted(p.name for p in path.parent.iterdir()) == ["real"]
+
+
+def test_no_training_rows_is_an_error(tmp_path):
+    header = "label,user_id,item_id,cate_id,item_history,cate_history\n"
+    (tmp_path / "train.csv").write_text(header)
+    (tmp_path / "test.csv").write_text(header + "1,u1,3,4,1^2,5^6\n")
+    with pytest.raises(DataError, match="no training rows"):
+        run(get_spec("amazonelectronics_x1"), tmp_path, tmp_path)
+    assert not Cache.exists(tmp_path / "out")

@@ -254,7 +254,8 @@ def _backward_ebc(ctx, grad):
                                                       ctx.pooling, ctx.backend, ctx.deterministic)
         vals = vals.to(weights.dtype)
         if ctx.sparse_grad:
-            gw = torch.sparse_coo_tensor(rows.unsqueeze(0), vals, weights.shape, is_coalesced=True)
+            gw = torch.sparse_coo_tensor(rows.unsqueeze(0), vals, weights.shape, is_coalesced=True,
+                                         check_invariants=False)
         else:
             gw = weights.new_zeros(weights.shape).index_copy_(0, rows, vals)
     if psw is not None and ctx.needs_input_grad[4]:

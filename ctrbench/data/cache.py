@@ -67,7 +67,7 @@ class CacheWriter:
             key = (split, name)
             if key not in self._files:
                 self._files[key] = open(self.tmp / split / f"{name}.bin", "wb")
-            self._files[key].write(arr.tobytes())
+            self._files[key].write(arr.data if arr.size else b"")  # contiguous: no copy
             info["shape"][0] += len(arr)
         if "label" in blocks:
             self._label_sums[split] = self._label_sums.get(split, 0.0) + float(np.sum(blocks["label"], dtype=np.float64))

@@ -135,6 +135,7 @@ def _setup_context(ctx, inputs, output):
     _, weights = output
     ctx.save_for_backward(logits, tau, weights)
     ctx.space, ctx.detach_weights, ctx.eps, ctx.backend = space, detach_weights, eps, backend
+    ctx.set_materialize_grads(False)  # an unused weights output gives None, not a B x K tensor of zeros
     if detach_weights:
         ctx.mark_non_differentiable(weights)
 

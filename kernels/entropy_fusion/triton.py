@@ -12,7 +12,7 @@ import triton.language as tl
 
 from ctrbench.kernels.entropy_fusion.reference import clamp_bound
 
-MAX_TILE = 4096  # elements per program (rows x padded K)
+MAX_TILE = 2048  # elements per program (rows x padded K)
 
 
 @triton.jit
@@ -168,27 +168,28 @@ def backward(
 
 def _aot_specs() -> list[tuple]:
     """Representative (kernel, signature, constexprs) sets compiled ahead of time for sm_90 in the tests."""
-    specs = []
-    for ptr in ("*fp32", "*bf16", "*fp16"):
-        for logit in (False, True):
-            sig = {"x_ptr": ptr, "tau_ptr": "*fp32", "fused_ptr": ptr, "w_ptr": ptr, "B": "i32", "K": "i32",
-                   "bound": "fp32", "LOGIT_SPACE": "constexpr", "F64": "constexpr", "BLOCK_B": "constexpr",
-                   "BLOCK_K": "constexpr"}
-            specs.append((entropy_fusion_fwd_kernel, sig,
-                          {"LOGIT_SPACE": logit, "F64": False, "BLOCK_B": 1024, "BLOCK_K": 4}))
-    for detach, has_gw, need_tau, block_k in ((False, True, True, 4), (False, False, True, 8), (True, False, False, 2)):
-        sig = {"x_ptr": "*fp32", "tau_ptr": "*fp32", "w_ptr": "*fp32", "gf_ptr": "*fp32", "gw_ptr": "*fp32",
-               "gx_ptr": "*fp32", "partial_ptr": "*fp32", "B": "i32", "K": "i32", "bound": "fp32",
-               "LOGIT_SPACE": "constexpr", "DETACH": "constexpr", "HAS_GW": "constexpr", "NEED_TAU": "constexpr",
-               "F64": "constexpr", "BLOCK_B": "constexpr", "BLOCK_K": "constexpr"}
-        specs.append((entropy_fusion_bwd_kernel, sig,
-                      {"LOGIT_SPACE": False, "DETACH": detach, "HAS_GW": has_gw, "NEED_TAU": need_tau,
-                       "F64": False, "BLOCK_B": MAX_TILE // block_k, "BLOCK_K": block_k}))
-    sig64 = {"x_ptr": "*fp64", "tau_ptr": "*fp64", "fused_ptr": "*fp64", "w_ptr": "*fp64", "B": "i32", "K": "i32",
-             "bound": "fp32", "LOGIT_SPACE": "constexpr", "F64": "constexpr", "BLOCK_B": "constexpr",
-             "BLOCK_K": "constexpr"}
-    specs.append((entropy_fusion_fwd_kernel, sig64, {"LOGIT_SPACE": True, "F64": True, "BLOCK_B": 256, "BLOCK_K": 8}))
-    return specs
+    def fwd(ptr, logit, block_k):
+        sig = {"x_ptr": ptr, "tau_ptr": "*fp32", "fused_ptr": ptr, "w_ptr": ptr, "B": "i32", "K": "i32",
+               "bound": "fp32", "LOGIT_SPACE": "constexpr", "F64": "constexpr", "BLOCK_B": "constexpr",
+               "BLOCK_K": "constexpr"}
+        cx = {"LOGIT_SPACE": logit, "F64": False, "BLOCK_B": MAX_TILE // block_k, "BLOCK_K": block_k}
+        return entropy_fusion_fwd_kernel, sig, cx
+
+    def bwd(ptr, detach, has_gw, need_tau, block_k):
+        sig = {"x_ptr": ptr, "tau_ptr": "*fp32", "w_ptr": ptr, "gf_ptr": ptr, "gw_ptr": ptr, "gx_ptr": ptr,
+               "partial_ptr": "*fp32", "B": "i32", "K": "i32", "bound": "fp32", "LOGIT_SPACE": "constexpr",
+               "DETACH": "constexpr", "HAS_GW": "constexpr", "NEED_TAU": "constexpr", "F64": "constexpr",
+               "BLOCK_B": "constexpr", "BLOCK_K": "constexpr"}
+        cx = {"LOGIT_SPACE": False, "DETACH": detach, "HAS_GW": has_gw, "NEED_TAU": need_tau, "F64": False,
+              "BLOCK_B": MAX_TILE // block_k, "BLOCK_K": block_k}
+        return entropy_fusion_bwd_kernel, sig, cx
+
+    return [
+        fwd("*fp32", False, 4),
+        fwd("*bf16", True, 8),
+        bwd("*fp32", False, True, True, 4),
+        bwd("*fp16", True, False, False, 2),
+    ]
 
 
 AOT_SPECS = _aot_specs()

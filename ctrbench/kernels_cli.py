@@ -47,7 +47,7 @@ def add_commands(subparsers) -> None:
 
 def _console() -> Console:
     """Rich console; wide when writing to a file or pipe (CI logs), so tables are not folded."""
-    console = _console()
+    console = Console()
     if not console.is_terminal:
         console = Console(width=200)
     return console

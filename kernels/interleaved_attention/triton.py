@@ -1,0 +1,300 @@
+"""Triton kernels for interleaved_attention (GPU, or CPU tensors under TRITON_INTERPRET=1).
+
+Forward: flash-style, one program per (batch*head, block of queries), one pass over the keys in tiles
+of up to 128 with an online softmax; the whole InterFormer key range (4 CLS + 50/100 tokens) is one or
+two tiles. Backward: one program per (batch*head) that holds every key (Nk <= 256) in one tile, loops
+over query blocks recomputing the probabilities (no saved logsumexp), writes dq per block and dk, dv
+once at the end: no atomics, deterministic.
+
+RoPE is fused in rotate-half form: each row is loaded as two halves, so q.k = q1.k1 + q2.k2 is two
+`tl.dot`s and the rotation is elementwise on the halves. Without RoPE the same split (ceil(Dh/2) and
+the rest) is used, so odd head dims work. Halves are padded to >= 16 columns and every product runs in
+fp32 (`tl.dot` with TF32 on the GPU, "ieee" under the interpreter): no fp16/bf16 dot with K < 16, and
+bf16 never enters arithmetic (the interpreter gets bf16 arithmetic wrong). fp64 inputs compute in fp32.
+Only tl.exp/cos/sin/exp2 (no libdevice), constexpr loop bounds (no loops over loaded values), no
+autotune: the same code runs in the triton 3.6 and 3.8 interpreters.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+MAX_BWD_KEYS = 256  # the backward keeps all keys of a (batch, head) in one tile
+
+
+@triton.jit
+def _load_parts(ptr, rows, row_ok, pos, cols, log2_base, DH: tl.constexpr, HALF: tl.constexpr,
+                ROTATE: tl.constexpr):
+    """Rows as two column parts [0, HALF) and [HALF, DH), rotated (rotate-half RoPE) when ROTATE."""
+    offs = rows.to(tl.int64)[:, None] * DH + cols[None, :]
+    m1 = row_ok[:, None] & (cols[None, :] < HALF)
+    m2 = row_ok[:, None] & (cols[None, :] < DH - HALF)
+    x1 = tl.load(ptr + offs, mask=m1, other=0.0).to(tl.float32)
+    x2 = tl.load(ptr + offs + HALF, mask=m2, other=0.0).to(tl.float32)
+    if ROTATE:
+        inv_freq = tl.exp2(cols.to(tl.float32) * (-2.0 / DH) * log2_base)
+        ang = pos.to(tl.float32)[:, None] * inv_freq[None, :]
+        c = tl.cos(ang)
+        s = tl.sin(ang)
+        r1 = x1 * c - x2 * s
+        r2 = x2 * c + x1 * s
+        x1 = r1
+        x2 = r2
+    return x1, x2
+
+
+@triton.jit
+def _unrotate(g1, g2, pos, cols, log2_base, DH: tl.constexpr):
+    """Gradient w.r.t. the un-rotated halves: R^T g."""
+    inv_freq = tl.exp2(cols.to(tl.float32) * (-2.0 / DH) * log2_base)
+    ang = pos.to(tl.float32)[:, None] * inv_freq[None, :]
+    c = tl.cos(ang)
+    s = tl.sin(ang)
+    return g1 * c + g2 * s, g2 * c - g1 * s
+
+
+@triton.jit
+def _store_parts(ptr, rows, row_ok, cols, x1, x2, DH: tl.constexpr, HALF: tl.constexpr):
+    offs = rows.to(tl.int64)[:, None] * DH + cols[None, :]
+    tl.store(ptr + offs, x1.to(ptr.dtype.element_ty), mask=row_ok[:, None] & (cols[None, :] < HALF))
+    tl.store(ptr + offs + HALF, x2.to(ptr.dtype.element_ty), mask=row_ok[:, None] & (cols[None, :] < DH - HALF))
+
+
+@triton.jit
+def interleaved_attention_fwd_kernel(
+    q_ptr, k_ptr, v_ptr, o_ptr, len_ptr, H, Nq, Nk, P, T, scale, log2_base,
+    DH: tl.constexpr, HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, N_TILES: tl.constexpr,
+    ROPE: tl.constexpr, SEPQ: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid_bh = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    b = pid_bh // H
+    L = tl.load(len_ptr + b).to(tl.int32)
+    shift = T - L
+    first = P + shift  # first valid sequence slot
+    q_base = q_ptr + pid_bh.to(tl.int64) * Nq * DH
+    k_base = k_ptr + pid_bh.to(tl.int64) * Nk * DH
+    v_base = v_ptr + pid_bh.to(tl.int64) * Nk * DH
+    o_base = o_ptr + pid_bh.to(tl.int64) * Nq * DH
+    ch = tl.arange(0, BLOCK_H)
+    cd = tl.arange(0, BLOCK_D)
+
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    in_q = rows < Nq
+    if SEPQ:
+        q_ok = in_q
+    else:
+        q_ok = in_q & ((rows < P) | (rows >= first))
+    q_pos = tl.where(rows < P, rows, rows - shift)
+    q1, q2 = _load_parts(q_base, rows, in_q, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
+    qk_scale = scale * 1.4426950408889634  # softmax in base 2
+    q1 = q1 * qk_scale
+    q2 = q2 * qk_scale
+
+    m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for t in range(N_TILES):
+        keys = t * BLOCK_N + tl.arange(0, BLOCK_N)
+        k_ok = (keys < Nk) & ((keys < P) | (keys >= first))
+        k_pos = tl.where(keys < P, keys, keys - shift)
+        k1, k2 = _load_parts(k_base, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
+        s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
+        s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
+        s = tl.where(k_ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
+        v = tl.load(v_base + v_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=PRECISION)
+        m_i = m_new
+    has = q_ok & (l_i > 0)
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    out = tl.where(has[:, None], out, 0.0)
+    o_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
+    tl.store(o_base + o_offs, out.to(o_ptr.dtype.element_ty), mask=in_q[:, None] & (cd[None, :] < DH))
+
+
+@triton.jit
+def interleaved_attention_bwd_kernel(
+    go_ptr, q_ptr, k_ptr, v_ptr, dq_ptr, dk_ptr, dv_ptr, len_ptr, H, Nq, Nk, P, T, scale, log2_base,
+    DH: tl.constexpr, HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, M_TILES: tl.constexpr,
+    ROPE: tl.constexpr, SEPQ: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid_bh = tl.program_id(0)
+    b = pid_bh // H
+    L = tl.load(len_ptr + b).to(tl.int32)
+    shift = T - L
+    first = P + shift
+    q_off = pid_bh.to(tl.int64) * Nq * DH
+    k_off = pid_bh.to(tl.int64) * Nk * DH
+    ch = tl.arange(0, BLOCK_H)
+    cd = tl.arange(0, BLOCK_D)
+
+    keys = tl.arange(0, BLOCK_N)
+    in_k = keys < Nk
+    k_ok = in_k & ((keys < P) | (keys >= first))
+    k_pos = tl.where(keys < P, keys, keys - shift)
+    k1, k2 = _load_parts(k_ptr + k_off, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
+    kv_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
+    kv_mask = in_k[:, None] & (cd[None, :] < DH)
+    v = tl.load(v_ptr + k_off + kv_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+    dk1 = tl.zeros([BLOCK_N, BLOCK_H], tl.float32)
+    dk2 = tl.zeros([BLOCK_N, BLOCK_H], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+
+    for mt in range(M_TILES):
+        rows = mt * BLOCK_M + tl.arange(0, BLOCK_M)
+        in_q = rows < Nq
+        if SEPQ:
+            q_ok = in_q
+        else:
+            q_ok = in_q & ((rows < P) | (rows >= first))
+        q_pos = tl.where(rows < P, rows, rows - shift)
+        q1, q2 = _load_parts(q_ptr + q_off, rows, in_q, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
+        s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
+        s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
+        s = tl.where(k_ok[None, :], s * scale, float("-inf"))
+        m = tl.max(s, axis=1)
+        m = tl.where(m == float("-inf"), 0.0, m)
+        e = tl.exp(s - m[:, None])
+        l = tl.sum(e, axis=1)
+        p = e / tl.where(l > 0, l, 1.0)[:, None]
+        p = tl.where(q_ok[:, None], p, 0.0)
+        q_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
+        do = tl.load(go_ptr + q_off + q_offs, mask=q_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+        dv += tl.dot(tl.trans(p), do, input_precision=PRECISION)
+        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        ds = p * (dp - tl.sum(p * dp, axis=1)[:, None])
+        dq1 = tl.dot(ds, k1, input_precision=PRECISION) * scale
+        dq2 = tl.dot(ds, k2, input_precision=PRECISION) * scale
+        if ROPE and not SEPQ:
+            dq1, dq2 = _unrotate(dq1, dq2, q_pos, ch, log2_base, DH)
+        _store_parts(dq_ptr + q_off, rows, in_q, ch, dq1, dq2, DH, HALF)
+        dk1 += tl.dot(tl.trans(ds), q1, input_precision=PRECISION)
+        dk2 += tl.dot(tl.trans(ds), q2, input_precision=PRECISION)
+    dk1 = dk1 * scale
+    dk2 = dk2 * scale
+    if ROPE:
+        dk1, dk2 = _unrotate(dk1, dk2, k_pos, ch, log2_base, DH)
+    _store_parts(dk_ptr + k_off, keys, in_k, ch, dk1, dk2, DH, HALF)
+    tl.store(dv_ptr + k_off + kv_offs, dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
+
+
+# ------------------------------------------------------------------------------------------ launchers
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _precision(device: torch.device) -> str:
+    return "ieee" if device.type != "cuda" or _interpreting() else "tf32"
+
+
+def _widths(dh: int, rope: bool) -> tuple[int, int, int]:
+    """(HALF, BLOCK_H, BLOCK_D): the first part's width and the padded (>= 16) part and row widths."""
+    half = dh // 2 if rope else (dh + 1) // 2
+    return half, max(16, triton.next_power_of_2(max(half, 1))), max(16, triton.next_power_of_2(dh))
+
+
+def _common(q, k, lengths, num_prefix):
+    B, H, Nq, Dh = q.shape
+    Nk = k.shape[2]
+    return B, H, Nq, Nk, Dh, num_prefix, Nk - num_prefix, lengths.contiguous()
+
+
+def forward(q, k, v, lengths, num_prefix: int, rope: bool, rope_base: float, scale: float,
+            separate_queries: bool) -> torch.Tensor:
+    """out [B, H, Nq, Dh] in q's dtype; one launch. Inputs are checked by the caller (op.py)."""
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    B, H, Nq, Nk, Dh, P, T, lengths = _common(q, k, lengths, num_prefix)
+    out = torch.empty_like(q)
+    if out.numel() == 0:
+        return out
+    half, block_h, block_d = _widths(Dh, rope)
+    block_m = 64 if Nq > 32 else max(16, triton.next_power_of_2(Nq))
+    block_n = min(128, max(16, triton.next_power_of_2(max(Nk, 1))))
+    grid = (B * H, triton.cdiv(Nq, block_m))
+    interleaved_attention_fwd_kernel[grid](
+        q, k, v, out, lengths, H, Nq, Nk, P, T, float(scale), math.log2(rope_base),
+        DH=Dh, HALF=half, BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_M=block_m, BLOCK_N=block_n,
+        N_TILES=triton.cdiv(Nk, block_n), ROPE=bool(rope), SEPQ=bool(separate_queries),
+        PRECISION=_precision(q.device), num_warps=4,
+    )
+    return out
+
+
+class TritonShapeError(ValueError):
+    """The Triton backward holds all keys of a (batch, head) in one tile: Nk <= MAX_BWD_KEYS."""
+
+
+def backward(grad_out, q, k, v, lengths, num_prefix: int, rope: bool, rope_base: float, scale: float,
+             separate_queries: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) in the inputs' dtype; one launch."""
+    q, k, v, go = q.contiguous(), k.contiguous(), v.contiguous(), grad_out.contiguous()
+    B, H, Nq, Nk, Dh, P, T, lengths = _common(q, k, lengths, num_prefix)
+    if Nk > MAX_BWD_KEYS:
+        raise TritonShapeError(
+            f"the Triton backward of interleaved_attention supports Nk <= {MAX_BWD_KEYS} keys, got Nk={Nk}; "
+            "use the cuda or cpp backend"
+        )
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    if B * H == 0 or Dh == 0:
+        return dq, dk, dv
+    if Nk == 0:
+        return dq.zero_(), dk, dv
+    half, block_h, block_d = _widths(Dh, rope)
+    block_n = max(16, triton.next_power_of_2(Nk))
+    block_m = 16 if block_n * block_d > 4096 else 32
+    interleaved_attention_bwd_kernel[(B * H,)](
+        go, q, k, v, dq, dk, dv, lengths, H, Nq, Nk, P, T, float(scale), math.log2(rope_base),
+        DH=Dh, HALF=half, BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_M=block_m, BLOCK_N=block_n,
+        M_TILES=triton.cdiv(Nq, block_m), ROPE=bool(rope), SEPQ=bool(separate_queries),
+        PRECISION=_precision(q.device), num_warps=4 if block_n <= 64 else 8,
+    )
+    return dq, dk, dv
+
+
+# ------------------------------------------------------------------------------------------ AOT gate
+
+
+def _aot_specs() -> list[tuple]:
+    """Representative (kernel, signature, constexprs) compiled ahead of time for sm_90 in the tests."""
+    ints = {"H": "i32", "Nq": "i32", "Nk": "i32", "P": "i32", "T": "i32", "scale": "fp32", "log2_base": "fp32"}
+
+    def cx(dh, rope, sepq, block_m, block_n, tiles_key, tiles):
+        half, block_h, block_d = _widths(dh, rope)
+        return {"DH": dh, "HALF": half, "BLOCK_H": block_h, "BLOCK_D": block_d, "BLOCK_M": block_m,
+                "BLOCK_N": block_n, tiles_key: tiles, "ROPE": rope, "SEPQ": sepq, "PRECISION": "tf32"}
+
+    def fwd(ptr, dh, rope, sepq, block_m, block_n, tiles):
+        c = cx(dh, rope, sepq, block_m, block_n, "N_TILES", tiles)
+        sig = {"q_ptr": ptr, "k_ptr": ptr, "v_ptr": ptr, "o_ptr": ptr, "len_ptr": "*i64", **ints,
+               **{name: "constexpr" for name in c}}
+        return interleaved_attention_fwd_kernel, sig, c
+
+    def bwd(ptr, dh, rope, sepq, block_m, block_n, tiles):
+        c = cx(dh, rope, sepq, block_m, block_n, "M_TILES", tiles)
+        sig = {"go_ptr": ptr, "q_ptr": ptr, "k_ptr": ptr, "v_ptr": ptr, "dq_ptr": ptr, "dk_ptr": ptr,
+               "dv_ptr": ptr, "len_ptr": "*i64", **ints, **{name: "constexpr" for name in c}}
+        return interleaved_attention_bwd_kernel, sig, c
+
+    return [
+        fwd("*fp32", 32, True, False, 64, 128, 1),    # 4 CLS + 64 tokens, Dh 32, RoPE
+        fwd("*bf16", 16, True, False, 64, 64, 2),     # Dh 16 -> halves of 8 padded to 16
+        fwd("*fp16", 5, False, True, 16, 128, 1),     # PMA seeds, odd head dim
+        bwd("*fp32", 32, True, False, 32, 128, 4),
+        bwd("*fp16", 64, False, True, 16, 128, 1),
+    ]
+
+
+AOT_SPECS = _aot_specs()

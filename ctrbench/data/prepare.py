@@ -12,6 +12,7 @@ import importlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from ctrbench.data.cache import Cache, CacheWriter
 from ctrbench.data.preprocess import GroupIds, TokenCounter, Vocabulary, pad_sequences, split_sequences
@@ -106,29 +107,54 @@ def fit_vocabularies(spec: DatasetSpec, reader: SourceReader, bad: BadRows, adva
     return vocabs
 
 
+def _encode_shared(vocab, arrays: list) -> list[np.ndarray]:
+    """Encode several arrays with one vocabulary in one lookup (one hash build per chunk, not one per field)."""
+    if len(arrays) == 1:
+        return [vocab.encode(arrays[0])]
+    tokens_type = vocab.tokens.type if hasattr(vocab, "tokens") else None
+    chunks = []
+    for a in arrays:
+        a = a.cast(tokens_type) if tokens_type is not None and a.type != tokens_type else a
+        chunks.extend(a.chunks if isinstance(a, pa.ChunkedArray) else [a])
+    if not chunks:
+        return [np.zeros(0, np.int32) for _ in arrays]
+    ids = vocab.encode(pa.chunked_array(chunks, type=chunks[0].type))
+    bounds = np.cumsum([len(a) for a in arrays])[:-1]
+    return np.split(ids, bounds)
+
+
 def encode_rows(spec: DatasetSpec, vocabs: dict, groups: GroupIds | None, rows: Rows) -> dict[str, np.ndarray]:
-    """One chunk of validated rows -> the cache's blocks (see ctrbench.data.cache)."""
+    """One chunk of validated rows -> the cache's blocks (see ctrbench.data.cache). Every field and sequence
+    that shares a vocabulary is looked up together."""
     n = len(rows)
     blocks: dict[str, np.ndarray] = {"label": rows.label.astype(np.float32, copy=False)}
     if spec.numeric:
         blocks["numeric"] = rows.numeric.astype(np.float32, copy=False)
+    splits = _split_cache(rows, spec)
+    requests: dict[str, list[tuple[str, object]]] = {}  # vocabulary -> [(feature, values)]
+    for f in spec.of_kind(Kind.CATEGORICAL, Kind.PRETRAINED):
+        requests.setdefault(f.name, []).append((f.name, rows.columns[f.column]))
+    for s in spec.sequences:
+        requests.setdefault(s.vocab_owner, []).append((s.name, splits[(s.column, s.splitter)][0]))
+    ids: dict[str, np.ndarray] = {}
+    for owner, reqs in requests.items():
+        for (name, _values), out in zip(reqs, _encode_shared(vocabs[owner], [v for _n, v in reqs])):
+            ids[name] = out
     for block, feats in (("categorical", spec.categorical), ("pretrained", spec.pretrained)):
         if feats:
-            cols = [vocabs[f.name].encode(rows.columns[f.column]) for f in feats]
-            blocks[block] = np.stack(cols, axis=1).astype(np.int32, copy=False) if n else np.zeros((0, len(feats)), np.int32)
-    splits = _split_cache(rows, spec)
+            out = np.empty((n, len(feats)), np.int32)
+            for j, f in enumerate(feats):
+                out[:, j] = ids[f.name]
+            blocks[block] = out
     for s in spec.sequences:
-        flat, owner_rows = splits[(s.column, s.splitter)]
-        ids = vocabs[s.vocab_owner].encode(flat)
-        blocks[f"seq__{s.name}"] = pad_sequences(ids, owner_rows, n, s.max_len, s.padding)
+        owner_rows = splits[(s.column, s.splitter)][1]
+        blocks[f"seq__{s.name}"] = pad_sequences(ids[s.name], owner_rows, n, s.max_len, s.padding)
     if spec.group_id is not None and groups is not None:
         blocks["group_id"] = groups.encode(rows.columns[spec.feature(spec.group_id).column])
     return blocks
 
 
 def _empty_rows(spec: DatasetSpec) -> Rows:
-    import pyarrow as pa
-
     cols = {f.column: pa.array([], pa.string()) for f in spec.features if f.kind != Kind.NUMERIC}
     return Rows(np.zeros(0, np.float32), np.zeros((0, len(spec.numeric)), np.float32), cols, np.zeros(0, np.int64))
 

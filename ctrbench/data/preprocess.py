@@ -269,7 +269,7 @@ def split_sequences(col, splitter: str = "^") -> tuple[pa.Array, np.ndarray]:
     lists = pc.split_pattern(col, pattern=splitter)
     lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
     flat = pc.list_flatten(lists)
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    rows = np.repeat(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64), lengths)
     keep = pc.not_equal(flat, "").fill_null(False)
     keep_np = keep.to_numpy(zero_copy_only=False)
     if keep_np.all():
@@ -284,9 +284,10 @@ def pad_sequences(ids: np.ndarray, rows: np.ndarray, n_rows: int, max_len: int, 
     out = np.zeros((n_rows, max_len), np.int32)
     if len(ids) == 0 or max_len == 0:
         return out
-    counts = np.bincount(rows, minlength=n_rows)
-    starts = np.cumsum(counts) - counts
-    pos = np.arange(len(rows), dtype=np.int64) - starts[rows]  # position within its row
+    rows = rows.astype(np.int32, copy=False) if n_rows < 2**31 else rows
+    counts = np.bincount(rows, minlength=n_rows).astype(np.int32)
+    starts = np.cumsum(counts, dtype=np.int64) - counts
+    pos = (np.arange(len(rows), dtype=np.int64) - starts[rows]).astype(np.int32)  # position within its row
     if padding == "pre":
         from_end = counts[rows] - pos  # 1 = most recent
         keep = from_end <= max_len

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,7 +28,8 @@ from ctrbench.errors import DataError
 
 BLOCK_SIZE = 4 << 20  # pyarrow parse block: small blocks stream fastest here
 DEFAULT_CHUNK_ROWS = 1 << 19  # rows handed to tokenising at once (amortises vocabulary hash builds) ...
-CHUNK_BYTES = 192 << 20  # ... unless the rows are wide (long histories): then ~this many bytes of text
+CHUNK_BYTES = 192 << 20  # ... unless the rows are wide: then ~this many bytes of text,
+SEQUENCE_CHUNK_BYTES = 32 << 20  # and less with histories (each token costs ~40 bytes while tokenised)
 DATA_SPLITS = ("train", "valid", "test")
 BAD_ROW_MODES = ("error", "skip")
 
@@ -267,9 +268,10 @@ def _line_mapper(header: int, skipped: np.ndarray | None) -> Callable[[np.ndarra
 
 
 def stream_text(tf: TextFile, bad: BadRows, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                on_bytes: Callable[[int], None] | None = None, include: list[str] | None = None) -> Iterator[RawChunk]:
-    """Chunks of ~chunk_rows rows of `tf` as string tables with their line numbers (columns `include`, else
-    `tf.include`)."""
+                on_bytes: Callable[[int], None] | None = None, include: list[str] | None = None,
+                chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
+    """Chunks of ~chunk_rows rows (or ~chunk_bytes of text) of `tf` as string tables with their line numbers
+    (columns `include`, else `tf.include`)."""
     state = {"bad_text": None}
 
     def on_invalid(row) -> str:
@@ -315,7 +317,7 @@ def stream_text(tf: TextFile, bad: BadRows, *, chunk_rows: int = DEFAULT_CHUNK_R
                 pending.append(batch)
                 pending_rows += batch.num_rows
                 pending_bytes += batch.nbytes
-                if pending_rows >= chunk_rows or pending_bytes >= CHUNK_BYTES:
+                if pending_rows >= chunk_rows or pending_bytes >= chunk_bytes:
                     yield flush()
         except pa.ArrowInvalid as exc:
             if state["bad_text"] is not None or ("Expected" in str(exc) and "columns" in str(exc)):
@@ -479,6 +481,7 @@ class SourceReader:
 
     def __init__(self, spec: DatasetSpec, source: Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS):
         self.spec, self.source, self.chunk_rows = spec, Path(source), chunk_rows
+        self.chunk_bytes = SEQUENCE_CHUNK_BYTES if spec.sequences else CHUNK_BYTES
         self.aliases: dict[str, str] = {}  # split -> split whose stored rows it shares (valid -> test)
         self.notes: dict = {}
 
@@ -625,7 +628,8 @@ class X1Reader(SourceReader):
             path = self.split_files[split]
             tf = TextFile(path, self.headers[split], ",", header_lines=1, include=self.needed)
             include = self.fit_include(self.needed, bad, train_only)
-            for raw in stream_text(tf, bad, chunk_rows=self.chunk_rows, on_bytes=on_bytes, include=include):
+            for raw in stream_text(tf, bad, chunk_rows=self.chunk_rows, on_bytes=on_bytes, include=include,
+                                   chunk_bytes=self.chunk_bytes):
                 yield split, self.convert(raw, bad)
 
     def convert(self, raw: RawChunk, bad: BadRows) -> Rows:

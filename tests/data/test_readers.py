@@ -8,7 +8,6 @@ from collections import Counter
 
 import h5py
 import numpy as np
-import pytest
 
 from ctrbench.data.cache import Cache
 from ctrbench.data.loader import BatchLoader

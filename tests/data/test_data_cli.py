@@ -1,36 +1,12 @@
 """`ctrbench data prepare/verify/info/twin` through the command line entry point."""
-import argparse
 import hashlib
-import importlib
 import json
-import sys
 
 import pytest
 
+from ctrbench.cli import main
 from ctrbench.data.cache import Cache, cache_dir
 from ctrbench.data.registry import DATASETS, get_spec
-from ctrbench.errors import CtrbenchError
-
-
-def run_cli(argv):
-    """ctrbench.cli.main when every command module exists; until the other areas land, the same root parser
-    with only the data commands and main's error handling."""
-    import ctrbench.cli as root
-
-    try:
-        for name in root.COMMAND_MODULES:
-            importlib.import_module(name)
-    except ModuleNotFoundError:
-        parser = argparse.ArgumentParser(prog="ctrbench")
-        sub = parser.add_subparsers(dest="command", required=True)
-        importlib.import_module("ctrbench.data.cli").add_commands(sub)
-        args = parser.parse_args(argv)
-        try:
-            return int(args.func(args) or 0)
-        except CtrbenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return root.main(argv)
 
 
 def criteo_source(tmp_path, bad_line=None):
@@ -45,17 +21,17 @@ def criteo_source(tmp_path, bad_line=None):
 
 def test_prepare_then_info(tmp_path, capsys):
     src, root = criteo_source(tmp_path), tmp_path / "root"
-    assert run_cli(["data", "prepare", "criteo", "--source", str(src), "--data-root", str(root), "--no-progress"]) == 0
+    assert main(["data", "prepare", "criteo", "--source", str(src), "--data-root", str(root), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "prepared criteo" in out and "train" in out and "dlrm-kaggle" in out
     path = cache_dir(root, "criteo", "real")
     assert Cache.exists(path)
     cache = Cache.open(path)
     assert cache.manifest["source"]["files"]["train.txt"]["md5"] == hashlib.md5((src / "train.txt").read_bytes()).hexdigest()
-    assert run_cli(["data", "info", "criteo", "--data-root", str(root)]) == 0
+    assert main(["data", "info", "criteo", "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "real" in out and "log1p_clip0" in out
-    assert run_cli(["data", "info", "--data-root", str(root), "--json"]) == 0
+    assert main(["data", "info", "--data-root", str(root), "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert [d["name"] for d in listing] == list(DATASETS)
     assert next(d for d in listing if d["name"] == "criteo")["prepared"] == ["real"]
@@ -64,37 +40,37 @@ def test_prepare_then_info(tmp_path, capsys):
 def test_prepare_bad_row_reports_where_and_skip_option(tmp_path, capsys):
     src, root = criteo_source(tmp_path, bad_line=7), tmp_path / "root"
     argv = ["data", "prepare", "criteo", "--source", str(src), "--data-root", str(root), "--no-progress"]
-    assert run_cli(argv) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert "file train.txt" in err and "line 7" in err and "field 'I1'" in err
     assert not Cache.exists(cache_dir(root, "criteo", "real"))
-    assert run_cli(argv + ["--on-bad-rows", "skip"]) == 0
+    assert main(argv + ["--on-bad-rows", "skip"]) == 0
     assert "bad rows skipped: train.txt 1" in capsys.readouterr().out
     assert Cache.open(cache_dir(root, "criteo", "real")).manifest["bad_rows_skipped"] == {"train.txt": 1}
 
 
 def test_verify_md5(tmp_path, capsys, monkeypatch):
     src = criteo_source(tmp_path)
-    assert run_cli(["data", "verify", "criteo", "--source", str(src), "--no-progress"]) == 1  # not the release
+    assert main(["data", "verify", "criteo", "--source", str(src), "--no-progress"]) == 1  # not the release
     assert "MISMATCH" in capsys.readouterr().out
     digest = hashlib.md5((src / "train.txt").read_bytes()).hexdigest()
     monkeypatch.setitem(get_spec("criteo").md5, "train.txt", digest)
-    assert run_cli(["data", "verify", "criteo", "--source", str(src), "--no-progress"]) == 0
+    assert main(["data", "verify", "criteo", "--source", str(src), "--no-progress"]) == 0
     assert "ok" in capsys.readouterr().out
 
 
 def test_unknown_dataset_lists_names(tmp_path, capsys):
-    assert run_cli(["data", "info", "kriteo"]) == 2
+    assert main(["data", "info", "kriteo"]) == 2
     err = capsys.readouterr().err
     assert "unknown dataset 'kriteo'" in err and "taobaoad_x1" in err
-    assert run_cli(["data", "prepare", "avazu", "--source", str(tmp_path), "--no-progress"]) == 2
+    assert main(["data", "prepare", "avazu", "--source", str(tmp_path), "--no-progress"]) == 2
     assert get_spec("avazu").published_at in capsys.readouterr().err
 
 
 def test_twin_builds_the_synthetic_cache(tmp_path, capsys):
     root = tmp_path / "root"
-    assert run_cli(["data", "twin", "avazu_x1", "--rows", "3000", "--seed", "1", "--data-root", str(root)]) == 0
+    assert main(["data", "twin", "avazu_x1", "--rows", "3000", "--seed", "1", "--data-root", str(root)]) == 0
     assert "avazu_x1 twin" in capsys.readouterr().out
     assert [p.name for p in (root / "avazu_x1").iterdir()] == ["twin-3000r-seed1"]
     with pytest.raises(SystemExit):
-        run_cli(["data", "twin"])
+        main(["data", "twin"])

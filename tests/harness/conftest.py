@@ -17,6 +17,12 @@ def data_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("ctrbench-data")
 
 
+@pytest.fixture(autouse=True)
+def _data_root_env(data_root, monkeypatch):
+    """Every harness test keeps its dataset caches in the session's temporary data root, never in ~/.cache."""
+    monkeypatch.setenv("CTRBENCH_DATA_ROOT", str(data_root))
+
+
 @pytest.fixture
 def write_suite(tmp_path):
     def write(text: str, name: str = "suite.yaml") -> Path:

@@ -15,6 +15,7 @@ the model's own `Params`, train settings by `TrainConfig`, searcher options by t
       - {name: rs, kind: searcher, searcher: random, search: {space: dcnv2, budget: 4}, datasets: [criteo_x1]}
     overrides:
       - {datasets: [amazonelectronics_x1], train: {batch_size: 512}}
+    measure: {warmup: 3, steps: 10}      # cost measurement after training (a system knob: part of run identity)
 """
 from __future__ import annotations
 
@@ -81,6 +82,13 @@ class Override(Strict):
     train: dict[str, Any] = Field(default_factory=dict)
 
 
+class MeasureSettings(Strict):
+    """How each run's cost is measured after training (ctrbench.measure.measure_cost)."""
+
+    warmup: NonNegativeInt = 3  # untimed steps
+    steps: PositiveInt = 10  # timed steps (median and p90 over these)
+
+
 class SuiteFile(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
@@ -89,6 +97,7 @@ class SuiteFile(Strict):
     seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
     entries: list[Entry] = Field(min_length=1)
     overrides: list[Override] = Field(default_factory=list)
+    measure: MeasureSettings = Field(default_factory=MeasureSettings)
 
 
 # --- registries (the real ones by default; tests may pass their own) -------------------------------
@@ -270,11 +279,13 @@ class SearchSpec:
     train: dict  # train settings (merged layers) under every candidate's
     dataset: DatasetRef
     seed: int
+    system: dict = field(default_factory=dict)
     loc: tuple = ()  # YAML path of the entry, for errors
 
     def identity(self) -> dict:
         return {"entry": self.entry, "searcher": self.searcher, "options": self.options, "model": self.model,
-                "params": self.params, "train": self.train, "dataset": self.dataset.__dict__, "seed": self.seed}
+                "params": self.params, "train": self.train, "dataset": self.dataset.__dict__, "seed": self.seed,
+                "system": self.system}
 
     @property
     def search_id(self) -> str:
@@ -324,7 +335,8 @@ class Suite:
         return RunSpec(
             suite=self.name, entry=search.entry, model=search.model, params=full_params, train=full_train,
             dataset=search.dataset.name, source=search.dataset.source, rows=search.dataset.rows,
-            data_seed=search.dataset.data_seed, seed=search.seed, kind="candidate", search_id=search.search_id,
+            data_seed=search.dataset.data_seed, seed=search.seed, system=search.system, kind="candidate",
+            search_id=search.search_id,
             candidate_index=index,
         )
 
@@ -423,6 +435,7 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
                     raise src.error(f"unknown {key[:-1]} {v!r}; valid: {', '.join(valid)}", ("overrides", j, key, k))
 
     TrainConfig = reg.train_config()
+    system = {"measure_warmup": sf.measure.warmup, "measure_steps": sf.measure.steps}
     runs: list[RunSpec] = []
     searches: list[SearchSpec] = []
     expanded_names: list[str] = []
@@ -496,12 +509,14 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
                         runs.append(RunSpec(
                             suite=sf.name, entry=name, model=model_name, params=rparams, train=rtrain,
                             dataset=ds.name, source=ds.source, rows=ds.rows, data_seed=ds.data_seed, seed=seed,
+                            system=system,
                         ))
                     else:
                         _validate_params(model_cls, model_name, params, src, ploc)  # the fixed part alone is valid
                         searches.append(SearchSpec(
                             suite=sf.name, entry=name, searcher=e.searcher, options=options.model_dump(mode="json"),
-                            model=model_name, params=params, train=train, dataset=ds, seed=seed, loc=eloc,
+                            model=model_name, params=params, train=train, dataset=ds, seed=seed, system=system,
+                            loc=eloc,
                         ))
     suite = Suite(sf.name, str(path), sf.description, runs, searches, datasets, list(sf.seeds), expanded_names, reg)
     for s in suite.searches:  # every candidate the searcher would propose first must validate now, not mid-run

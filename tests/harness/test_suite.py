@@ -40,6 +40,9 @@ def test_expansion(write_suite):
     assert dcn.params["num_cross_layers"] == 2 and dcn.rows == 2000
     assert dcn.params == get_model_class("dcnv2").Params(num_cross_layers=2).model_dump(mode="json")
     assert by[("lr", "criteo_x1", 0)].train["batch_size"] == 256 and by[("lr", "criteo_x1", 0)].rows == 3000
+    assert dcn.system == {"measure_warmup": 3, "measure_steps": 10}
+    fewer = load_suite(write_suite(SUITE + "measure: {steps: 4}\n", "m.yaml"))
+    assert fewer.runs[0].system["measure_steps"] == 4 and fewer.runs[0].config_hash != s.runs[0].config_hash
     search = s.searches[0]
     assert search.dataset.name == "criteo_x1" and search.seed == 0 and search.model == "dcnv2"
     c = s.candidate_spec(search, 1, {"num_cross_layers": 1}, {"lr": 0.002})

@@ -119,7 +119,7 @@ def _run(case: Case, backend: str, device: str) -> dict:
     ratios["weights_sum"] = _err_ratio(sums, torch.ones_like(sums), atol, rtol)
     worst = max(ratios, key=ratios.get)
     return {
-        "max_err_ratio": round(ratios[worst], 4),
+        "max_err_ratio": float(f"{ratios[worst]:.3g}"),
         "worst": worst,
         "ok": all(r <= 1.0 for r in ratios.values()),
         "detail": ", ".join(f"{k}={v:.3g}" for k, v in ratios.items()),

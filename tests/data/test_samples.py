@@ -11,9 +11,7 @@ import pytest
 from ctrbench.data.prepare import prepare_real
 from ctrbench.data.registry import get_spec
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "samples"
-if not SAMPLES.exists():
-    SAMPLES = Path("/work/shared/data/samples")
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "samples"  # ../shared beside the project
 pytestmark = pytest.mark.skipif(not SAMPLES.exists(), reason="shared/data/samples is not present")
 
 

@@ -17,9 +17,9 @@ import pyarrow as pa
 from ctrbench.data.cache import Cache, CacheWriter
 from ctrbench.data.preprocess import GroupIds, TokenCounter, Vocabulary, pad_sequences, split_sequences
 from ctrbench.data.progress import ByteProgress
-from ctrbench.data.readers import (DEFAULT_CHUNK_ROWS, BadRows, Rows, SourceReader, X1Reader, file_size,
-                                   md5_file)
+from ctrbench.data.readers import DEFAULT_CHUNK_ROWS, BadRows, Rows, SourceReader, file_size, md5_file
 from ctrbench.data.schema import DatasetSpec, Kind
+from ctrbench.data.x1 import X1Reader
 from ctrbench.errors import DataError, UnknownNameError
 
 

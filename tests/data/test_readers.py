@@ -8,6 +8,7 @@ from collections import Counter
 
 import h5py
 import numpy as np
+import pytest
 
 from ctrbench.data.cache import Cache
 from ctrbench.data.loader import BatchLoader
@@ -385,3 +386,22 @@ def test_kuaivideo_x1_pretrained_table_aligned_to_its_vocabulary(tmp_path):
     batch = next(iter(BatchLoader(cache, "valid", 8)))
     assert set(batch.sequences) == {"pos_items", "neg_items", "pos_items_emb", "neg_items_emb"}
     assert Cache.exists(cache.path)
+
+
+def test_avazu_x1_all_categorical_three_splits(tmp_path):
+    rng = np.random.default_rng(17)
+    header = ["label"] + [f"feat_{i}" for i in range(1, 23)]
+    rows = [[str(int(rng.random() < 0.17))] + [str(int(rng.integers(0, 6)) + 100 * j) for j in range(22)]
+            for _ in range(60)]
+    src = tmp_path / "avazu_x1"
+    src.mkdir()
+    for name, part in (("train.csv", rows[:40]), ("valid.csv", rows[40:50]), ("test.csv", rows[50:])):
+        write_csv(src / name, header, part)
+    cache = prep(get_spec("avazu_x1"), src, tmp_path)
+    assert "numeric" not in cache.split("train")
+    for j in range(22):
+        tokens = ref_tokens([r[1 + j] for r in rows[:40]])
+        for split, part in (("valid", rows[40:50]), ("test", rows[50:])):
+            np.testing.assert_array_equal(np.asarray(cache.split(split)["categorical"])[:, j],
+                                          ref_encode(tokens, [r[1 + j] for r in part]))
+    assert cache.positive_rate("valid") == pytest.approx(np.mean([float(r[0]) for r in rows[40:50]]))

@@ -40,8 +40,10 @@ def register_flop_formula(op, fn: Callable | None = None, *, get_raw: bool = Fal
     """Give FlopCounterMode a FLOP formula for a (custom) op. `fn(*arg_shapes, out_shape=..., **kwargs) -> int`
     as torch.utils.flop_counter expects; usable as `register_flop_formula(op, fn)` or as a decorator."""
 
+    packet = op.overloadpacket if isinstance(op, torch._ops.OpOverload) else op  # torch wants the packet
+
     def deco(f: Callable) -> Callable:
-        return flop_counter.register_flop_formula(op, get_raw=get_raw)(f)
+        return flop_counter.register_flop_formula(packet, get_raw=get_raw)(f)
 
     return deco if fn is None else deco(fn)
 

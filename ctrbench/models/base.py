@@ -25,6 +25,11 @@ class ModelParams(BaseModel):
     kernel_backend: Literal["reference", "cpp", "triton", "cuda"] | None = Field(
         None, description="fused kernel backend; None = argument > $CTRBENCH_BACKEND > auto"
     )
+    embedding_init: Literal["normal", "uniform_rows"] = Field(
+        "normal", description="'normal': N(0, embedding_init_std) (FuxiCTR); 'uniform_rows': U(±1/sqrt(rows)) per "
+        "table (DLRM reference / TorchRec)"
+    )
+    embedding_init_std: float = Field(1e-4, gt=0)
 
 
 class CTRModel(nn.Module):
@@ -60,6 +65,8 @@ class CTRModel(nn.Module):
             backend=self.params.embedding_backend,
             kernel_backend=self.params.kernel_backend,
             include_numeric=include_numeric,
+            init=self.params.embedding_init,
+            init_std=self.params.embedding_init_std,
         )
 
     def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract

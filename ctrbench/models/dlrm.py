@@ -18,6 +18,7 @@ class DLRM(CTRModel):
     """DLRM with dot (or concatenation) interaction."""
 
     class Params(ModelParams):
+        embedding_init: Literal["normal", "uniform_rows"] = "uniform_rows"  # DLRM reference init
         bottom_mlp_units: list[int] = Field(default_factory=lambda: [64, 64])
         top_mlp_units: list[int] = Field(default_factory=lambda: [400, 400])
         hidden_activations: Literal["relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "prelu"] = "relu"

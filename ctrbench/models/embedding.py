@@ -49,6 +49,7 @@ class EmbeddingCollection(nn.Module):
         kernel_backend: str | None = None,
         include_numeric: bool = True,
         sparse: bool = False,
+        init: str = "normal",
         init_std: float = 1e-4,
         validate_ids: bool = True,
     ):
@@ -56,10 +57,12 @@ class EmbeddingCollection(nn.Module):
         if backend not in BACKENDS:
             raise ValueError(f"unknown embedding backend {backend!r}; valid: {', '.join(BACKENDS)}")
         self.dim, self.backend, self.kernel_backend = dim, backend, kernel_backend
-        self.sparse, self.validate_ids = sparse, validate_ids
+        self._sparse, self.validate_ids = bool(sparse), validate_ids
         feats = {f.name: f for f in spec.features}
 
-        # -- categorical fields and the sequences that share their tables: one packed table
+        # -- categorical fields and the sequences that share their tables: one packed table. Bags (features)
+        # are ordered table by table: the table's own field, then the sequences that share it (the order
+        # FusedEmbeddingBagCollection uses, so both backends give the same [B, F, d]).
         self.cat_names = [f.name for f in spec.categorical]
         sizes = [int(vocab_sizes[n]) for n in self.cat_names]
         self.table_sizes = sizes
@@ -67,18 +70,18 @@ class EmbeddingCollection(nn.Module):
         self.table_index = {n: i for i, n in enumerate(self.cat_names)}
         self.register_buffer("table_offsets", torch.from_numpy(offsets[:-1].copy()), persistent=False)
         self.register_buffer("table_bounds", torch.tensor(sizes, dtype=torch.int64), persistent=False)
-        self.packed_seqs = [f.name for f in spec.sequences if feats[f.vocab_owner].kind == Kind.CATEGORICAL]
         self.seq_owner = {f.name: f.vocab_owner for f in spec.sequences}
-        total = int(offsets[-1])
-        self.weight = nn.Parameter(torch.empty(total, dim)) if total else None
-        if self.weight is not None:
-            nn.init.normal_(self.weight, std=init_std)
-            with torch.no_grad():
-                self.weight[self.table_offsets] = 0.0  # every table's padding row (global row 0 is the pad)
-        self._fused = None
-        if backend == "fused" and self.weight is not None:
-            self._fused = _make_fused(sizes, dim, kernel_backend, self.weight)
-
+        shared = {n: [f.name for f in spec.sequences if f.vocab_owner == n] for n in self.cat_names}
+        self.packed_seqs = [s for n in self.cat_names for s in shared[n]]
+        self.bag_features = [x for n in self.cat_names for x in [n] + shared[n]]
+        self._bag_offsets_cache: dict = {}
+        self.tables = None
+        if sizes:
+            if backend == "fused":
+                self.tables = _make_fused(self.cat_names, sizes, shared, dim, kernel_backend, sparse)
+            else:
+                self.tables = _PackedTable(int(offsets[-1]), dim)
+            self.init_tables(init, init_std)
         # -- pretrained fields: frozen table + learnable projection, shared by the sequences they own
         self.pre_names = [f.name for f in spec.pretrained]
         self.pre_seqs = {p: [s.name for s in spec.sequences if s.vocab_owner == p] for p in self.pre_names}
@@ -105,8 +108,7 @@ class EmbeddingCollection(nn.Module):
             self.numeric = nn.Parameter(w)
 
         self.field_names = (
-            self.cat_names
-            + self.packed_seqs
+            self.bag_features
             + [n for p in self.pre_names for n in [p] + self.pre_seqs[p]]
             + self.num_names
         )
@@ -114,6 +116,35 @@ class EmbeddingCollection(nn.Module):
     @property
     def num_fields(self) -> int:
         return len(self.field_names)
+
+    @property
+    def weight(self) -> nn.Parameter | None:
+        """The packed lookup table [Σ rows, d] (owned by `self.tables`, whichever backend)."""
+        return None if self.tables is None else self.tables.weight
+
+    @property
+    def sparse(self) -> bool:
+        return self._sparse
+
+    @sparse.setter
+    def sparse(self, value: bool) -> None:
+        self._sparse = bool(value)
+        if getattr(self, "tables", None) is not None and self.backend == "fused":
+            self.tables.sparse_grad = self._sparse
+
+    @torch.no_grad()
+    def init_tables(self, init: str = "normal", init_std: float = 1e-4) -> None:
+        """'normal': N(0, init_std) (FuxiCTR); 'uniform_rows': U(±sqrt(1/rows)) per table (DLRM/TorchRec).
+        Every table's row 0 (padding) is zero."""
+        w = self.weight
+        if init == "normal":
+            w.normal_(0.0, init_std)
+        elif init == "uniform_rows":
+            for start, rows in zip(self.table_offsets.tolist(), self.table_sizes):
+                w[start:start + rows].uniform_(-(1 / rows) ** 0.5, (1 / rows) ** 0.5)
+        else:
+            raise ValueError(f"unknown embedding init {init!r}; valid: normal, uniform_rows")
+        w[self.table_offsets] = 0.0
 
     def extra_repr(self) -> str:
         rows = 0 if self.weight is None else self.weight.shape[0]
@@ -125,54 +156,61 @@ class EmbeddingCollection(nn.Module):
         return [self.weight] if self.weight is not None else []
 
     # -- categorical + packed sequences -------------------------------------------------------------
-    def _packed_bags(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global packed ids and bag offsets for the categorical fields (feature-major) then each packed
-        sequence (one bag per row); id 0 stays 0, the shared padding row."""
+    def _bag_ids(self, batch: Batch, *, local: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """All bags' ids in `bag_features` order (feature-major, one bag per row and feature) and the bag
+        start offsets [F*B]. local=False: global packed rows with 0 kept as the shared padding row;
+        local=True: table-local ids (0 still padding)."""
         b = batch.batch_size
         kj = batch.sparse
         if list(kj.keys) != self.cat_names:
             raise ValueError(f"batch sparse keys {kj.keys} differ from the spec's categorical fields {self.cat_names}")
-        k = len(self.cat_names)
-        values, offsets = kj.values.long(), kj.offsets.long()
-        if values.numel() == k * b:  # single-valued: value j belongs to field j // B
-            field_of_value = torch.arange(k, device=values.device).repeat_interleave(b)
-        else:
-            field_of_value = torch.arange(k, device=values.device).repeat_interleave(b).repeat_interleave(
-                offsets[1:] - offsets[:-1]
-            )
-        if self.validate_ids and values.numel():
-            bad = (values < 0) | (values >= self.table_bounds[field_of_value])
+        cat = kj.to_dense().t()  # [K, B]; raises on multi-valued bags (no dataset here has them)
+        if self.validate_ids and cat.numel():
+            bad = (cat < 0) | (cat >= self.table_bounds.unsqueeze(1))
             if bool(bad.any()):
-                j = int(bad.nonzero()[0, 0])
-                f = int(field_of_value[j])
-                raise EmbeddingIndexError(self.cat_names[f], int(values[j]), self.table_sizes[f])
-        packed = [torch.where(values == 0, values, values + self.table_offsets[field_of_value])]
-        bag_offsets = [offsets[:-1]]
-        start = values.numel()
-        for name in self.packed_seqs:
-            seq = batch.sequences[name].long()
+                k, j = (int(v) for v in bad.nonzero()[0])
+                raise EmbeddingIndexError(self.cat_names[k], int(cat[k, j]), self.table_sizes[k])
+        if not local:
+            cat = torch.where(cat == 0, cat, cat + self.table_offsets.unsqueeze(1))
+        pieces, lens = [], []
+        for name in self.bag_features:
+            k = self.table_index.get(name)
+            if k is not None:
+                pieces.append(cat[k])
+                lens.append(1)
+                continue
+            seq = batch.sequences[name]
             owner = self.table_index[self.seq_owner[name]]
-            bound = self.table_sizes[owner]
-            if self.validate_ids and seq.numel() and (int(seq.max()) >= bound or int(seq.min()) < 0):
-                bad = int(seq.max()) if int(seq.max()) >= bound else int(seq.min())
-                raise EmbeddingIndexError(name, bad, bound)
-            packed.append(torch.where(seq == 0, seq, seq + self.table_offsets[owner]).reshape(-1))
-            t = seq.shape[1]
-            bag_offsets.append(start + torch.arange(b, device=seq.device) * t)
-            start += b * t
-        return torch.cat(packed), torch.cat(bag_offsets)
+            if self.validate_ids and seq.numel():
+                hi, lo = int(seq.max()), int(seq.min())
+                if hi >= self.table_sizes[owner] or lo < 0:
+                    raise EmbeddingIndexError(name, hi if hi >= self.table_sizes[owner] else lo, self.table_sizes[owner])
+            if not local:
+                seq = torch.where(seq == 0, seq, seq + self.table_offsets[owner])
+            pieces.append(seq.reshape(-1))
+            lens.append(seq.shape[1])
+        key = (b, tuple(lens), cat.device)
+        starts = self._bag_offsets_cache.get(key)
+        if starts is None:
+            per_bag = torch.tensor(lens, device=cat.device).repeat_interleave(b)
+            starts = torch.cumsum(per_bag, 0) - per_bag
+            self._bag_offsets_cache = {key: starts}
+        return torch.cat(pieces).long(), starts
 
     def _lookup_packed(self, batch: Batch) -> torch.Tensor | None:
-        """[B, K + S, d] for the categorical fields and the packed sequences (pooled)."""
-        if self.weight is None:
+        """[B, n_bags, d]: the categorical fields and the packed sequences (mean over non-padding ids)."""
+        if self.tables is None:
             return None
         b = batch.batch_size
-        ids, bag_offsets = self._packed_bags(batch)
-        if self._fused is not None:
-            out = self._fused(ids, bag_offsets)
-        else:
-            out = F.embedding_bag(ids, self.weight, bag_offsets, mode="mean", padding_idx=0, sparse=self.sparse)
-        n_bags = len(self.cat_names) + len(self.packed_seqs)
+        n_bags = len(self.bag_features)
+        if self.backend == "fused":
+            ids, starts = self._bag_ids(batch, local=True)
+            keep = ids != 0  # padding is dropped: empty bags pool to 0, as padding_idx does
+            kept_before = torch.cat([keep.new_zeros(1, dtype=torch.int64), keep.cumsum(0)])
+            offsets = torch.cat([kept_before[starts], kept_before[-1:]])
+            return self.tables(ids[keep], offsets).view(b, n_bags, self.dim)
+        ids, starts = self._bag_ids(batch, local=False)
+        out = F.embedding_bag(ids, self.weight, starts, mode="mean", padding_idx=0, sparse=self.sparse)
         return out.view(n_bags, b, self.dim).transpose(0, 1)
 
     def sequence_embedding(self, batch: Batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,20 +257,30 @@ class EmbeddingCollection(nn.Module):
 
     def touched_sq_norm(self, batch: Batch) -> torch.Tensor:
         """Σ‖w_r‖² over the distinct table rows this batch reads (the lazy L2 term for sparse embeddings)."""
-        if self.weight is None:
+        if self.tables is None:
             return torch.zeros(())
-        ids, _ = self._packed_bags(batch)
+        ids, _ = self._bag_ids(batch, local=False)
         rows = torch.unique(ids)
         rows = rows[rows != 0]
         return F.embedding(rows, self.weight, sparse=self.sparse).pow(2).sum()
 
 
-def _make_fused(sizes: list[int], dim: int, kernel_backend: str | None, weight: nn.Parameter) -> nn.Module:
-    """The fused kernel module over the same packed weight (so both backends train the same parameters)."""
+class _PackedTable(nn.Module):
+    """The torch backend's packed table: just the weight (looked up with F.embedding_bag)."""
+
+    def __init__(self, rows: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(rows, dim))
+
+
+def _make_fused(names: list[str], sizes: list[int], shared: dict[str, list[str]], dim: int,
+                kernel_backend: str | None, sparse: bool) -> nn.Module:
+    """The fused kernel module over the same packed layout: table k = categorical field k, read by the field
+    itself and the sequences sharing it; mean pooling; gradients for any torch optimizer."""
     try:
-        from ctrbench.kernels.embedding_bag.module import FusedEmbeddingBagCollection
-    except ImportError as exc:
-        raise ValueError(
-            f"embedding_backend 'fused' needs ctrbench.kernels.embedding_bag.module ({exc}); use 'torch'"
-        ) from None
-    return FusedEmbeddingBagCollection.from_packed(weight, sizes, kernel_backend=kernel_backend)
+        from ctrbench.kernels.embedding_bag.module import EmbeddingBagConfig, FusedEmbeddingBagCollection
+    except ImportError as exc:  # the kernel package is part of this repository; this means a broken install
+        raise ValueError(f"embedding_backend 'fused' needs ctrbench.kernels.embedding_bag ({exc})") from None
+    configs = [EmbeddingBagConfig(n, r, dim, (n, *shared[n])) for n, r in zip(names, sizes)]
+    return FusedEmbeddingBagCollection(configs, pooling="mean", optimizer="none", sparse_grad=sparse,
+                                       backend=kernel_backend, init="normal")

@@ -8,11 +8,12 @@ from ctrbench.data.registry import get_spec
 from ctrbench.data.schema import Kind
 
 
-def build_tiny_cache(name: str, path, rows: int = 3000, seed: int = 0, vocab: int = 40, strength: float = 1.5):
-    """Write and open a cache of dataset `name` whose labels follow a planted logistic model."""
+def build_tiny_cache(name: str, path, rows: int = 3000, seed: int = 0, vocab: int = 40, strength: float = 1.5,
+                     invert_valid: bool = False):
+    """Write and open a cache of dataset `name` whose labels follow a planted logistic model.
+    invert_valid=True flips the validation split's click model (learning the train split makes it worse)."""
     spec = get_spec(name)
     rng = np.random.default_rng(seed)
-    feats = {f.name: f for f in spec.features}
     vocab_sizes, effects = {}, {}
     for f in spec.categorical:
         vocab_sizes[f.name] = vocab
@@ -54,6 +55,8 @@ def build_tiny_cache(name: str, path, rows: int = 3000, seed: int = 0, vocab: in
             blocks[f"seq__{f.name}"] = seq
             eff = effects[f.vocab_owner][seq] * (seq != 0)
             logit += eff.sum(1) / np.maximum(lengths, 1)
+        if invert_valid and split == "valid":
+            logit = -logit
         p = 1 / (1 + np.exp(-logit))
         blocks["label"] = (rng.random(n) < p).astype(np.float32)
         blocks["oracle_p"] = p.astype(np.float32)
@@ -62,5 +65,4 @@ def build_tiny_cache(name: str, path, rows: int = 3000, seed: int = 0, vocab: in
         writer.append(split, blocks)
     for k, t in tables.items():
         writer.add_table(k, t)
-    del feats
     return writer.finalize(vocab_sizes, {"kind": "tiny-test"})

@@ -71,7 +71,7 @@ def op_module(op: str, part: str):
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name == name:
+        if exc.name == name or name.startswith(f"{exc.name}."):
             raise RuntimeError(f"op {op!r} (listed in ctrbench.kernels.ops.OPS) has no {part} module {name}") from exc
         raise
 

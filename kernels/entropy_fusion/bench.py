@@ -23,9 +23,9 @@ QUICK_SIZES = (4096, 1 << 20)
 QUICK_MEMBERS = (4,)
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+def _sig(value: float, digits: int) -> float:
+    """value rounded to `digits` significant digits (small and large timings both stay readable)."""
+    return float(f"{value:.{digits}g}")
 
 
 def time_ms(fn: Callable[[], object], device: str, min_reps: int = 10, min_seconds: float = 0.25) -> tuple[float, float, float]:
@@ -115,10 +115,10 @@ def _bench_shape(device: str, providers: dict[str, Callable], B: int, K: int, co
         compiled = timings.get((mode, "compiled"))
         rows.append({
             "op": OP, "device": device, "mode": mode, "B": B, "K": K, "provider": name,
-            "ms_p50": round(p50, 4), "ms_p20": round(p20, 4), "ms_p80": round(p80, 4),
-            "GBps": round(gbps, 2), "frac_of_copy": round(gbps / copy_gbps, 3),
-            "x_vs_eager": round(timings[(mode, "eager")][0] / p50, 2),
-            "x_vs_compiled": round(compiled[0] / p50, 2) if compiled else None,
-            "copy_GBps": round(copy_gbps, 1), "threads": torch.get_num_threads(),
+            "ms_p50": _sig(p50, 4), "ms_p20": _sig(p20, 4), "ms_p80": _sig(p80, 4),
+            "GBps": _sig(gbps, 3), "frac_of_copy": _sig(gbps / copy_gbps, 3),
+            "x_vs_eager": _sig(timings[(mode, "eager")][0] / p50, 3),
+            "x_vs_compiled": _sig(compiled[0] / p50, 3) if compiled else None,
+            "copy_GBps": _sig(copy_gbps, 3), "threads": torch.get_num_threads(),
         })
     return rows

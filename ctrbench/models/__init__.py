@@ -1,5 +1,6 @@
 """CTR models: the CTRModel base, shared layers, the embedding collection and the models by name."""
 from ctrbench.models import dcnv2, deepfm, dlrm, dnn, fm, lr  # noqa: F401  (register the built-in models)
+from ctrbench.models import dhen, interformer  # noqa: F401,E402  (InterFormer and its DHEN baseline)
 from ctrbench.models.base import CTRModel, ModelParams  # noqa: F401
 from ctrbench.models.embedding import EmbeddingCollection  # noqa: F401
 from ctrbench.models.registry import MODELS, build_model, get_model_class, model_tables, register  # noqa: F401

@@ -35,6 +35,7 @@ constexpr int kRowsPerWarp = kRows / kWarps;
 constexpr int kTile = 32;        // tokens staged per shared-memory tile: one per lane
 constexpr unsigned kFull = 0xffffffffu;
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kDpl = static_cast<int>(kMaxHeadDim / 32);  // head dims per lane (registers; unused ones idle)
 
 template <typename T> __device__ __forceinline__ float to_f(T x);
 template <> __device__ __forceinline__ float to_f<float>(float x) { return x; }
@@ -138,7 +139,7 @@ __host__ __device__ __forceinline__ int odd_ld(int64_t Dh) { return static_cast<
 
 // ------------------------------------------------------------------------------------------- forward
 
-template <typename T, int DPL>
+template <typename T>
 __global__ void __launch_bounds__(kThreads) fwd_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                                        const T* __restrict__ v, T* __restrict__ out,
                                                        const int64_t* __restrict__ lengths, Shape s) {
@@ -192,13 +193,13 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(const T* __restrict__ q, 
     qs[r * ld + d] = x * qmult;
   }
 
-  float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][DPL];
+  float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kDpl];
 #pragma unroll
   for (int j = 0; j < kRowsPerWarp; ++j) {
     m[j] = -1e30f;
     l[j] = 0.f;
 #pragma unroll
-    for (int e = 0; e < DPL; ++e) acc[j][e] = 0.f;
+    for (int e = 0; e < kDpl; ++e) acc[j][e] = 0.f;
   }
   for (int64_t c0 = 0; c0 < it.n_valid; c0 += kTile) {
     const int count = static_cast<int>(it.n_valid - c0 < kTile ? it.n_valid - c0 : kTile);
@@ -220,12 +221,12 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(const T* __restrict__ q, 
       l[j] = l[j] * alpha + warp_sum(p);
       m[j] = m_new;
 #pragma unroll
-      for (int e = 0; e < DPL; ++e) acc[j][e] *= alpha;
+      for (int e = 0; e < kDpl; ++e) acc[j][e] *= alpha;
       for (int jj = 0; jj < count; ++jj) {
         const float pj = __shfl_sync(kFull, p, jj);
         const float* vr = vs + jj * ld;
 #pragma unroll
-        for (int e = 0; e < DPL; ++e) {
+        for (int e = 0; e < kDpl; ++e) {
           const int d = lane + 32 * e;
           if (d < Dh) acc[j][e] += pj * vr[d];
         }
@@ -239,7 +240,7 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(const T* __restrict__ q, 
     const bool ok = (s.sepq || it.valid(row, s.P)) && l[j] > 0.f;
     const float inv = ok ? 1.f / l[j] : 0.f;
 #pragma unroll
-    for (int e = 0; e < DPL; ++e) {
+    for (int e = 0; e < kDpl; ++e) {
       const int d = lane + 32 * e;
       if (d < Dh) ob[row * s.Dh + d] = from_f<T>(acc[j][e] * inv);
     }
@@ -249,7 +250,7 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(const T* __restrict__ q, 
 // ------------------------------------------------------------------------------------------- backward
 
 // Per query row: lse (base 2, +inf for rows that output 0), D = sum_j p_j dp_j, and dq.
-template <typename T, int DPL>
+template <typename T>
 __global__ void __launch_bounds__(kThreads) bwd_rows_kernel(const T* __restrict__ go, const T* __restrict__ q,
                                                             const T* __restrict__ k, const T* __restrict__ v,
                                                             T* __restrict__ dq, float* __restrict__ lse_ws,
@@ -292,14 +293,14 @@ __global__ void __launch_bounds__(kThreads) bwd_rows_kernel(const T* __restrict_
     dos[r * ld + d] = g;
   }
 
-  float m[kRowsPerWarp], l[kRowsPerWarp], D[kRowsPerWarp], acc[kRowsPerWarp][DPL];
+  float m[kRowsPerWarp], l[kRowsPerWarp], D[kRowsPerWarp], acc[kRowsPerWarp][kDpl];
 #pragma unroll
   for (int j = 0; j < kRowsPerWarp; ++j) {
     m[j] = -1e30f;
     l[j] = 0.f;
     D[j] = 0.f;
 #pragma unroll
-    for (int e = 0; e < DPL; ++e) acc[j][e] = 0.f;
+    for (int e = 0; e < kDpl; ++e) acc[j][e] = 0.f;
   }
   // pass 0: logsumexp; pass 1: D; pass 2: dq.
   for (int pass = 0; pass < 3; ++pass) {
@@ -337,7 +338,7 @@ __global__ void __launch_bounds__(kThreads) bwd_rows_kernel(const T* __restrict_
           const float dsj = __shfl_sync(kFull, ds, jj);
           const float* kk = ks + jj * ld;
 #pragma unroll
-          for (int e = 0; e < DPL; ++e) {
+          for (int e = 0; e < kDpl; ++e) {
             const int d = lane + 32 * e;
             if (d < Dh) acc[j][e] += dsj * kk[d];
           }
@@ -363,7 +364,7 @@ __global__ void __launch_bounds__(kThreads) bwd_rows_kernel(const T* __restrict_
     }
     float* g = gbuf + warp * Dh;
 #pragma unroll
-    for (int e = 0; e < DPL; ++e) {
+    for (int e = 0; e < kDpl; ++e) {
       const int d = lane + 32 * e;
       if (d < Dh) g[d] = acc[j][e];
     }
@@ -375,7 +376,7 @@ __global__ void __launch_bounds__(kThreads) bwd_rows_kernel(const T* __restrict_
 }
 
 // Per key row: dv = sum_i p_i dO_i and dk = scale * sum_i ds_i q_i over the valid queries.
-template <typename T, int DPL>
+template <typename T>
 __global__ void __launch_bounds__(kThreads) bwd_keys_kernel(const T* __restrict__ go, const T* __restrict__ q,
                                                             const T* __restrict__ k, const T* __restrict__ v,
                                                             T* __restrict__ dk, T* __restrict__ dv,
@@ -419,11 +420,11 @@ __global__ void __launch_bounds__(kThreads) bwd_keys_kernel(const T* __restrict_
     kr_s[r * ld + d] = x;
     vr_s[r * ld + d] = y;
   }
-  float adk[kRowsPerWarp][DPL], adv[kRowsPerWarp][DPL];
+  float adk[kRowsPerWarp][kDpl], adv[kRowsPerWarp][kDpl];
 #pragma unroll
   for (int j = 0; j < kRowsPerWarp; ++j)
 #pragma unroll
-    for (int e = 0; e < DPL; ++e) adk[j][e] = adv[j][e] = 0.f;
+    for (int e = 0; e < kDpl; ++e) adk[j][e] = adv[j][e] = 0.f;
 
   const int64_t n_q = s.sepq ? s.Nq : it.n_valid;  // compacted valid queries
   const float s2 = s.scale * kLog2e;
@@ -466,7 +467,7 @@ __global__ void __launch_bounds__(kThreads) bwd_keys_kernel(const T* __restrict_
         const float* qrow = qs + ii * ld;
         const float* drow = dos + ii * ld;
 #pragma unroll
-        for (int e = 0; e < DPL; ++e) {
+        for (int e = 0; e < kDpl; ++e) {
           const int d = lane + 32 * e;
           if (d < Dh) {
             adv[j][e] += pi * drow[d];
@@ -483,7 +484,7 @@ __global__ void __launch_bounds__(kThreads) bwd_keys_kernel(const T* __restrict_
     const bool ok = it.valid(krow, s.P);
     float* g = gbuf + warp * Dh;
 #pragma unroll
-    for (int e = 0; e < DPL; ++e) {
+    for (int e = 0; e < kDpl; ++e) {
       const int d = lane + 32 * e;
       if (d < Dh) {
         g[d] = ok ? adk[j][e] : 0.f;
@@ -505,13 +506,13 @@ cudaError_t allow_smem(Kernel kernel, size_t smem) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
 }
 
-template <typename T, int DPL>
+template <typename T>
 cudaError_t forward_t(const void* q, const void* k, const void* v, void* out, const int64_t* lengths, const Shape& s,
                       cudaStream_t stream) {
   const int ld = odd_ld(s.Dh);
   const size_t smem = sizeof(float) * static_cast<size_t>((kRows + 2 * kTile) * ld);
-  auto kernel = fwd_kernel<T, DPL>;
-  cudaError_t e = allow_smem(kernel, smem);
+  auto kernel = fwd_kernel<T>;
+  const cudaError_t e = allow_smem(kernel, smem);
   if (e != cudaSuccess) return e;
   const dim3 grid(static_cast<unsigned>(s.B * s.H), static_cast<unsigned>((s.Nq + kRows - 1) / kRows));
   kernel<<<grid, kThreads, smem, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k),
@@ -519,14 +520,14 @@ cudaError_t forward_t(const void* q, const void* k, const void* v, void* out, co
   return cudaGetLastError();
 }
 
-template <typename T, int DPL>
+template <typename T>
 cudaError_t backward_t(const void* go, const void* q, const void* k, const void* v, void* dq, void* dk, void* dv,
                        float* lse_ws, float* delta_ws, const int64_t* lengths, const Shape& s, cudaStream_t stream) {
   const int ld = odd_ld(s.Dh);
   const unsigned bh = static_cast<unsigned>(s.B * s.H);
-  if (s.Nq > 0) {
+  if (s.Nq > 0) {  // rows kernel first: it writes the lse / D workspace the keys kernel reads
     const size_t smem = sizeof(float) * static_cast<size_t>((2 * kRows + 2 * kTile) * ld + kWarps * s.Dh);
-    auto kernel = bwd_rows_kernel<T, DPL>;
+    auto kernel = bwd_rows_kernel<T>;
     cudaError_t e = allow_smem(kernel, smem);
     if (e != cudaSuccess) return e;
     kernel<<<dim3(bh, static_cast<unsigned>((s.Nq + kRows - 1) / kRows)), kThreads, smem, stream>>>(
@@ -537,7 +538,7 @@ cudaError_t backward_t(const void* go, const void* q, const void* k, const void*
   }
   if (s.Nk > 0) {
     const size_t smem = sizeof(float) * static_cast<size_t>((2 * kRows + 2 * kTile) * ld + 2 * kTile + kWarps * s.Dh);
-    auto kernel = bwd_keys_kernel<T, DPL>;
+    auto kernel = bwd_keys_kernel<T>;
     cudaError_t e = allow_smem(kernel, smem);
     if (e != cudaSuccess) return e;
     kernel<<<dim3(bh, static_cast<unsigned>((s.Nk + kRows - 1) / kRows)), kThreads, smem, stream>>>(
@@ -548,31 +549,6 @@ cudaError_t backward_t(const void* go, const void* q, const void* k, const void*
   return cudaSuccess;
 }
 
-template <typename T>
-cudaError_t forward_dispatch(const void* q, const void* k, const void* v, void* out, const int64_t* lengths,
-                             const Shape& s, cudaStream_t stream) {
-  switch ((s.Dh + 31) / 32) {
-    case 1: return forward_t<T, 1>(q, k, v, out, lengths, s, stream);
-    case 2: return forward_t<T, 2>(q, k, v, out, lengths, s, stream);
-    case 3: return forward_t<T, 3>(q, k, v, out, lengths, s, stream);
-    case 4: return forward_t<T, 4>(q, k, v, out, lengths, s, stream);
-    default: return cudaErrorInvalidValue;
-  }
-}
-
-template <typename T>
-cudaError_t backward_dispatch(const void* go, const void* q, const void* k, const void* v, void* dq, void* dk,
-                              void* dv, float* lse_ws, float* delta_ws, const int64_t* lengths, const Shape& s,
-                              cudaStream_t stream) {
-  switch ((s.Dh + 31) / 32) {
-    case 1: return backward_t<T, 1>(go, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
-    case 2: return backward_t<T, 2>(go, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
-    case 3: return backward_t<T, 3>(go, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
-    case 4: return backward_t<T, 4>(go, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
-    default: return cudaErrorInvalidValue;
-  }
-}
-
 }  // namespace
 
 cudaError_t forward(DType dtype, const void* q, const void* k, const void* v, void* out, const int64_t* lengths,
@@ -580,9 +556,9 @@ cudaError_t forward(DType dtype, const void* q, const void* k, const void* v, vo
   if (s.Dh < 1 || s.Dh > kMaxHeadDim || (s.rope && s.Dh % 2)) return cudaErrorInvalidValue;
   if (s.B * s.H == 0 || s.Nq == 0) return cudaSuccess;
   switch (dtype) {
-    case DType::kFloat32: return forward_dispatch<float>(q, k, v, out, lengths, s, stream);
-    case DType::kFloat16: return forward_dispatch<__half>(q, k, v, out, lengths, s, stream);
-    case DType::kBFloat16: return forward_dispatch<__nv_bfloat16>(q, k, v, out, lengths, s, stream);
+    case DType::kFloat32: return forward_t<float>(q, k, v, out, lengths, s, stream);
+    case DType::kFloat16: return forward_t<__half>(q, k, v, out, lengths, s, stream);
+    case DType::kBFloat16: return forward_t<__nv_bfloat16>(q, k, v, out, lengths, s, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -594,11 +570,11 @@ cudaError_t backward(DType dtype, const void* grad_out, const void* q, const voi
   if (s.B * s.H == 0) return cudaSuccess;
   switch (dtype) {
     case DType::kFloat32:
-      return backward_dispatch<float>(grad_out, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
+      return backward_t<float>(grad_out, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
     case DType::kFloat16:
-      return backward_dispatch<__half>(grad_out, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
+      return backward_t<__half>(grad_out, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
     case DType::kBFloat16:
-      return backward_dispatch<__nv_bfloat16>(grad_out, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
+      return backward_t<__nv_bfloat16>(grad_out, q, k, v, dq, dk, dv, lse_ws, delta_ws, lengths, s, stream);
   }
   return cudaErrorInvalidValue;
 }

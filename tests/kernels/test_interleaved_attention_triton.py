@@ -1,0 +1,66 @@
+"""The Triton interleaved_attention kernels under TRITON_INTERPRET=1 (CPU tensors), against the reference.
+
+Triton decides at decoration time whether a kernel is interpreted, so these tests run in a child pytest
+process started with TRITON_INTERPRET=1 (this process may already hold compiled-mode kernels, e.g. for the
+sm_90 ahead-of-time compile test). Shapes are tiny: the interpreter runs ~1 ms per program.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+if not INTERPRETED:
+
+    def test_triton_kernels_under_interpreter():
+        env = dict(os.environ, TRITON_INTERPRET="1")
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+        assert re.search(r"\d+ passed", proc.stdout) and "skipped" not in proc.stdout, proc.stdout[-2000:]
+
+else:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ctrbench.kernels.backend import resolve_backend
+    from ctrbench.kernels.interleaved_attention import InterleavedAttentionInputError, interleaved_attention
+    from ctrbench.kernels.interleaved_attention import triton as ia_triton
+    from ia_cases import check_backend, make_inputs, run, shapes
+
+    def test_triton_backend_is_available_under_interpreter():
+        assert resolve_backend("triton", "cpu") == "triton"
+
+    @settings(max_examples=12, deadline=None)
+    @given(shape=shapes(max_b=3, max_h=2), seed=st.integers(0, 10_000))
+    def test_triton_matches_reference(shape, seed):
+        B, H, P, T, Dh, rope, Nq = shape
+        check_backend("triton", B, H, P, T, Dh, rope, Nq, seed=seed)
+
+    def test_triton_several_key_tiles_and_query_blocks():
+        """Nk = 4 + 140 > 128: two forward key tiles and several backward query blocks."""
+        lengths = torch.tensor([0, 140, 77])
+        check_backend("triton", 3, 1, 4, 140, 8, True, None, lengths=lengths)
+
+    def test_triton_fully_masked_rows():
+        q, k, v, _, go = make_inputs(2, 1, 0, 5, 4, Nq=2, seed=3)
+        out, dq, dk, dv = run(lambda *a, **kw: interleaved_attention(*a, backend="triton", **kw), q, k, v,
+                              torch.tensor([0, 5]), 0, True, 2, go)
+        for t in (out, dq, dk, dv):
+            assert torch.isfinite(t).all() and (t[0] == 0).all()
+
+    def test_triton_backward_key_limit_is_a_clear_error():
+        q, k, v, lengths, go = make_inputs(1, 1, 0, ia_triton.MAX_BWD_KEYS + 1, 4, Nq=1, seed=4)
+        with pytest.raises(ia_triton.TritonShapeError, match="Nk <="):
+            ia_triton.backward(go, q, k, v, lengths, 0, False, 10000.0, 0.5, True)
+
+    def test_triton_bad_lengths():
+        q, k, v, _, _ = make_inputs(2, 1, 1, 3, 4, seed=5)
+        with pytest.raises(InterleavedAttentionInputError, match="lengths"):
+            interleaved_attention(q, k, v, torch.tensor([4, 0]), 1, backend="triton")

@@ -13,6 +13,8 @@ import pytest
 from ctrbench.cli import main
 from ctrbench.harness.report import read_csv
 from ctrbench.harness.store import RunStore
+from ctrbench.search.registry import register_space
+from ctrbench.search.spaces import Choice, LogUniform, SearchSpace
 
 TINY = """
 name: tiny
@@ -28,9 +30,9 @@ entries:
   - name: rs
     kind: searcher
     searcher: random
-    search: {budget: 2}
-    params: {parallel_dnn_hidden_units: [16]}
+    search: {budget: 2, space: tiny_dcnv2}
     datasets: [criteo_x1]
+measure: {warmup: 1, steps: 2}
 """
 
 SEEDS3 = """
@@ -39,7 +41,16 @@ defaults: {train: {max_epochs: 1, batch_size: 500}, dataset: {rows: 3000}}
 datasets: [{name: criteo_x1}]
 seeds: [0, 1, 2]
 entries: [{name: lr, model: lr}]
+measure: {warmup: 1, steps: 2}
 """
+
+# a small space, so the search's candidates train in about a second each
+register_space(SearchSpace(
+    name="tiny_dcnv2", model="dcnv2",
+    params={"embedding_dim": Choice((4, 8)), "num_cross_layers": Choice((1, 2)),
+            "parallel_dnn_hidden_units": Choice(((16,), (32, 16)))},
+    train={"lr": LogUniform(1e-3, 1e-2)},
+))
 
 
 def cli(*argv) -> int:

@@ -110,7 +110,7 @@ def make_inputs(shape: Shape, device: str, seed: int = 0):
     return q, k, v, lengths.to(device), go
 
 
-class _RopeTables:
+class RopeTables:
     """Per-position cos/sin cached once (as a model would); per call only the per-row gather runs."""
 
     def __init__(self, max_pos: int, head_dim: int, device: str):
@@ -122,29 +122,44 @@ class _RopeTables:
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
 
-def _impls(shape: Shape, device: str, quick: bool, lengths, tables: _RopeTables) -> dict[str, tuple[Callable, str]]:
-    """name -> (f(q, k, v) -> out, note)."""
+def _backends(device: str) -> list[str]:
+    """The op's backends timed here: available ones, except reference (listed apart) and the interpreter."""
+    return [s.name for s in backend_status(device)
+            if s.available and s.name != "reference" and not (s.name == "triton" and device == "cpu")]
+
+
+def impl_names(shape: Shape, device: str, quick: bool = False) -> list[str]:
+    """The impls timed for `shape`: FlexAttention (a ~25 s compile on the CPU) and the eager reference only
+    at the anchor shape on the CPU, everywhere on CUDA."""
+    names = [BASELINE]
+    if device == "cuda" or (shape == ANCHOR and not quick):
+        names.append("flex_rope")
+    if device == "cuda" or shape == ANCHOR:
+        names.append("reference")
+    return names + _backends(device)
+
+
+def make_impl(name: str, shape: Shape, device: str, lengths, tables: RopeTables) -> tuple[Callable | None, str]:
+    """(f(q, k, v) -> out, note) for one impl name of impl_names()."""
     P, N = shape.P, shape.P + shape.T
     scale = default_scale(shape.Dh)
-    mask = key_valid_mask(lengths, P, N)[:, None, None, :]
+    if name == BASELINE:
+        mask = key_valid_mask(lengths, P, N)[:, None, None, :]
 
-    def sdpa_rope(q, k, v):
-        qr, kr = tables.rotate(q, k, lengths, P)
-        return F.scaled_dot_product_attention(qr, kr, v, attn_mask=mask, scale=scale)
+        def sdpa_rope(q, k, v):
+            qr, kr = tables.rotate(q, k, lengths, P)
+            return F.scaled_dot_product_attention(qr, kr, v, attn_mask=mask, scale=scale)
 
-    out: dict[str, tuple[Callable, str]] = {BASELINE: (sdpa_rope, "RoPE gather+rotate, SDPA bool key mask")}
-    if device == "cuda" or (shape == ANCHOR and not quick):
-        out["flex_rope"] = _flex(shape, device, lengths, tables, scale)
-    if device == "cuda" or shape == ANCHOR:
-        out["reference"] = (lambda q, k, v: interleaved_attention_reference(q, k, v, lengths, P, True), "eager PyTorch")
-    for s in backend_status(device):
-        if s.available and s.name != "reference" and not (s.name == "triton" and device == "cpu"):
-            out[s.name] = (lambda q, k, v, _b=s.name: interleaved_attention(q, k, v, lengths, P, rope=True, backend=_b),
-                           "fused RoPE, masked rows compacted" if s.name in ("cpp", "cuda") else "fused RoPE")
-    return out
+        return sdpa_rope, "RoPE gather+rotate, SDPA bool key mask"
+    if name == "flex_rope":
+        return _flex(shape, device, lengths, tables, scale)
+    if name == "reference":
+        return (lambda q, k, v: interleaved_attention_reference(q, k, v, lengths, P, True)), "eager PyTorch"
+    note = "fused RoPE, masked rows compacted" if name in ("cpp", "cuda") else "fused RoPE"
+    return (lambda q, k, v: interleaved_attention(q, k, v, lengths, P, rope=True, backend=name)), note
 
 
-def _flex(shape: Shape, device: str, lengths, tables: _RopeTables, scale: float) -> tuple[Callable, str]:
+def _flex(shape: Shape, device: str, lengths, tables: RopeTables, scale: float) -> tuple[Callable, str]:
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     except ImportError as exc:
@@ -183,14 +198,15 @@ def bench(device: str = "cpu", quick: bool = False) -> list[dict]:
 def _bench_shape(shape: Shape, device: str, quick: bool, peak: float) -> list[dict]:
     q, k, v, lengths, go = make_inputs(shape, device)
     N = shape.P + shape.T
-    tables = _RopeTables(N, shape.Dh, device)
+    tables = RopeTables(N, shape.Dh, device)
     valid = key_valid_mask(lengths, shape.P, N).sum(1).double()
     valid_frac = float((valid * valid).sum() / (shape.B * N * N))
     flops_fwd = 4.0 * shape.B * shape.H * N * N * shape.Dh
     leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
     timings: dict[tuple[str, str], tuple[float, float, float] | None] = {}
     notes: dict[str, str] = {}
-    for name, (f, note) in _impls(shape, device, quick, lengths, tables).items():
+    for name in impl_names(shape, device, quick):
+        f, note = make_impl(name, shape, device, lengths, tables)
         notes[name] = note
         if f is None:
             timings[("fwd", name)] = timings[("fwd+bwd", name)] = None

@@ -31,7 +31,7 @@ enum : int64_t { kSum = 0, kMean = 1 };
 enum : int64_t { kOptNone = 0, kOptSgd = 1, kOptRowwiseAdagrad = 2 };
 enum : int64_t { kStatusOk = 0, kStatusBadId = 1, kStatusBadOffsets = 2, kStatusBadTables = 3 };
 
-constexpr int64_t kPrefetch = 8;       // indices ahead whose rows are prefetched
+constexpr int64_t kPrefetch = 16;      // indices ahead whose rows are prefetched
 constexpr int64_t kBagsPerTask = 32;   // bags per forward work item
 
 // Host-side description of the feature -> table mapping and the bag layout.
@@ -154,49 +154,87 @@ inline void add(acc_t* __restrict acc, const scalar_t* __restrict row, int64_t D
 
 // ------------------------------------------------------------------------------------------------ forward
 
-template <typename scalar_t, typename index_t, int kD>
-void forward_impl(const Layout& L, const scalar_t* W, const index_t* idx, const scalar_t* psw, bool mean, scalar_t* out,
-                  std::atomic<int64_t>& first_bad) {
+// Work items [w0, w1) of the forward (item = feature x block of bags); returns the first bad position seen.
+// Always inlined into a baseline-ISA and an AVX2+FMA entry point (chosen at run time).
+template <typename scalar_t, typename index_t, int kD, bool kPsw>
+inline __attribute__((always_inline)) int64_t forward_range_body(const Layout& L, const scalar_t* __restrict W,
+                                                                  const index_t* __restrict idx,
+                                                                  const scalar_t* __restrict psw, bool mean,
+                                                                  scalar_t* __restrict out, int64_t nblk, int64_t w0,
+                                                                  int64_t w1) {
   using acc_t = scalar_t;  // float or double
   const int64_t D = kD > 0 ? kD : L.D;
   const int64_t F = L.F, B = L.B, FD = F * D;
-  const int64_t nblk = (B + kBagsPerTask - 1) / kBagsPerTask;
-  if (nblk == 0) return;
-  at::parallel_for(0, F * nblk, 1, [&](int64_t w0, int64_t w1) {
-    std::vector<acc_t> acc_buf(kD > 0 ? 0 : D);
-    alignas(64) acc_t acc_fixed[kD > 0 ? kD : 1];
-    acc_t* acc = kD > 0 ? acc_fixed : acc_buf.data();
-    int64_t bad = std::numeric_limits<int64_t>::max();
-    for (int64_t w = w0; w < w1; ++w) {
-      const int64_t f = w / nblk, b0 = (w % nblk) * kBagsPerTask, b1 = std::min(B, b0 + kBagsPerTask);
-      const int64_t rows = L.feat_rows[f];
-      const scalar_t* Wf = W + L.feat_base[f] * D;
-      const int64_t* bo = L.offs + f * B;
-      const int64_t jlast = bo[b1];
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t s = bo[b], e = bo[b + 1];
-        for (int64_t d = 0; d < D; ++d) acc[d] = 0;
-        for (int64_t j = s; j < e; ++j) {
-          if (j + kPrefetch < jlast) {
-            const int64_t pid = static_cast<int64_t>(idx[j + kPrefetch]);
-            if (static_cast<uint64_t>(pid) < static_cast<uint64_t>(rows)) prefetch_row(Wf + pid * D, D);
-          }
-          const int64_t id = static_cast<int64_t>(idx[j]);
-          if (static_cast<uint64_t>(id) >= static_cast<uint64_t>(rows)) {
-            bad = std::min(bad, j);
-            continue;
-          }
-          if (psw) {
-            axpy<kD, acc_t>(acc, Wf + id * D, static_cast<acc_t>(psw[j]), D);
-          } else {
-            add<kD, acc_t>(acc, Wf + id * D, D);
-          }
+  std::vector<acc_t> acc_buf(kD > 0 ? 0 : D);
+  alignas(64) acc_t acc_fixed[kD > 0 ? kD : 1];
+  acc_t* __restrict acc = kD > 0 ? acc_fixed : acc_buf.data();
+  int64_t bad = std::numeric_limits<int64_t>::max();
+  for (int64_t w = w0; w < w1; ++w) {
+    const int64_t f = w / nblk, b0 = (w % nblk) * kBagsPerTask, b1 = std::min(B, b0 + kBagsPerTask);
+    const uint64_t rows = static_cast<uint64_t>(L.feat_rows[f]);
+    const scalar_t* Wf = W + L.feat_base[f] * D;
+    const int64_t* bo = L.offs + f * B;
+    const int64_t jlast = bo[b1];
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t s = bo[b], e = bo[b + 1];
+      for (int64_t d = 0; d < D; ++d) acc[d] = 0;
+      for (int64_t j = s; j < e; ++j) {
+        if (j + kPrefetch < jlast) {
+          const uint64_t pid = static_cast<uint64_t>(static_cast<int64_t>(idx[j + kPrefetch]));
+          if (pid < rows) prefetch_row(Wf + pid * D, D);
         }
-        const acc_t scale = (mean && e > s) ? acc_t(1) / static_cast<acc_t>(e - s) : acc_t(1);
-        scalar_t* o = out + b * FD + f * D;
-#pragma omp simd
-        for (int64_t d = 0; d < D; ++d) o[d] = static_cast<scalar_t>(acc[d] * scale);
+        const uint64_t id = static_cast<uint64_t>(static_cast<int64_t>(idx[j]));
+        if (__builtin_expect(id >= rows, 0)) {
+          bad = std::min(bad, j);
+          continue;
+        }
+        if constexpr (kPsw) {
+          axpy<kD, acc_t>(acc, Wf + id * D, static_cast<acc_t>(psw[j]), D);
+        } else {
+          add<kD, acc_t>(acc, Wf + id * D, D);
+        }
       }
+      const acc_t scale = (mean && e > s) ? acc_t(1) / static_cast<acc_t>(e - s) : acc_t(1);
+      scalar_t* o = out + b * FD + f * D;
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) o[d] = static_cast<scalar_t>(acc[d] * scale);
+    }
+  }
+  return bad;
+}
+
+template <typename scalar_t, typename index_t, int kD, bool kPsw>
+int64_t forward_range(const Layout& L, const scalar_t* W, const index_t* idx, const scalar_t* psw, bool mean,
+                      scalar_t* out, int64_t nblk, int64_t w0, int64_t w1) {
+  return forward_range_body<scalar_t, index_t, kD, kPsw>(L, W, idx, psw, mean, out, nblk, w0, w1);
+}
+
+template <typename scalar_t, typename index_t, int kD, bool kPsw>
+__attribute__((target("avx2,fma"))) int64_t forward_range_avx2(const Layout& L, const scalar_t* W, const index_t* idx,
+                                                                const scalar_t* psw, bool mean, scalar_t* out,
+                                                                int64_t nblk, int64_t w0, int64_t w1) {
+  return forward_range_body<scalar_t, index_t, kD, kPsw>(L, W, idx, psw, mean, out, nblk, w0, w1);
+}
+
+inline bool cpu_has_avx2() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+template <typename scalar_t, typename index_t, int kD>
+void forward_impl(const Layout& L, const scalar_t* W, const index_t* idx, const scalar_t* psw, bool mean, scalar_t* out,
+                  std::atomic<int64_t>& first_bad) {
+  const int64_t nblk = (L.B + kBagsPerTask - 1) / kBagsPerTask;
+  if (nblk == 0) return;
+  const bool avx2 = cpu_has_avx2();
+  at::parallel_for(0, L.F * nblk, 1, [&](int64_t w0, int64_t w1) {
+    int64_t bad;
+    if (psw != nullptr) {
+      bad = avx2 ? forward_range_avx2<scalar_t, index_t, kD, true>(L, W, idx, psw, mean, out, nblk, w0, w1)
+                 : forward_range<scalar_t, index_t, kD, true>(L, W, idx, psw, mean, out, nblk, w0, w1);
+    } else {
+      bad = avx2 ? forward_range_avx2<scalar_t, index_t, kD, false>(L, W, idx, psw, mean, out, nblk, w0, w1)
+                 : forward_range<scalar_t, index_t, kD, false>(L, W, idx, psw, mean, out, nblk, w0, w1);
     }
     if (bad != std::numeric_limits<int64_t>::max()) atomic_min(first_bad, bad);
   });
@@ -303,18 +341,23 @@ void build_table_rows(const Layout& L, int64_t t, const index_t* idx, const acc_
         check(id, j);
         ++cnt[id];
       }
-    out.urow.reserve(std::min(rows, n));
-    out.seg.reserve(std::min(rows, n) + 1);
+    // Exclusive prefix sum and the list of touched rows, branch-free (about half the rows are touched).
+    out.urow.resize(std::min(rows, n) + 1);
+    out.seg.resize(std::min(rows, n) + 2);
+    int64_t* ur = out.urow.data();
+    int64_t* sg = out.seg.data();
+    int64_t U = 0;
     int32_t run = 0;
     for (int64_t r = 0; r < rows; ++r) {
       const int32_t c = cnt[r];
-      if (c) {
-        out.urow.push_back(r);
-        out.seg.push_back(run);
-      }
+      ur[U] = r;
+      sg[U] = run;
+      U += c != 0;
       cnt[r] = run;
       run += c;
     }
+    out.urow.resize(U);
+    out.seg.resize(U);
     out.seg.push_back(run);
     for (int64_t f : feats) {
       const int64_t* bo = L.offs + f * B;
@@ -371,62 +414,106 @@ std::vector<TableRows<acc_t>> build_all(const Layout& L, const index_t* idx, con
   return tabs;
 }
 
-// One pass over every unique row (parallel, contiguous chunks): sum its gradient, then write or update.
+// Unique rows [u0, u1) (global numbering over the tables): sum each row's gradient, then write or update.
+// Always inlined into a baseline-ISA and an AVX2+FMA entry point (chosen at run time).
 template <int kD, int kMode, typename scalar_t>
-void apply_rows(const Layout& L, const std::vector<TableRows<scalar_t>>& tabs, const int64_t* table_base,
-                const scalar_t* grad, scalar_t* W, scalar_t* momentum, double lr, double eps, int64_t* out_rows,
-                scalar_t* out_grads) {
+inline __attribute__((always_inline)) void apply_range_body(const Layout& L, const std::vector<TableRows<scalar_t>>& tabs,
+                                                            const int64_t* ustart, const int64_t* table_base,
+                                                            const scalar_t* __restrict grad, scalar_t* __restrict W,
+                                                            scalar_t* __restrict momentum, double lr, double eps,
+                                                            int64_t* __restrict out_rows,
+                                                            scalar_t* __restrict out_grads, int64_t u0, int64_t u1) {
   using acc_t = scalar_t;
   const int64_t D = kD > 0 ? kD : L.D;
-  std::vector<int64_t> ustart(L.T + 1, 0);
-  for (int64_t t = 0; t < L.T; ++t) ustart[t + 1] = ustart[t] + static_cast<int64_t>(tabs[t].urow.size());
-  const int64_t U = ustart[L.T];
-  at::parallel_for(0, U, 256, [&](int64_t u0, int64_t u1) {
-    std::vector<acc_t> acc_buf(kD > 0 ? 0 : D);
-    alignas(64) acc_t acc_fixed[kD > 0 ? kD : 1];
-    acc_t* acc = kD > 0 ? acc_fixed : acc_buf.data();
-    int64_t t = std::upper_bound(ustart.begin(), ustart.end(), u0) - ustart.begin() - 1;
-    for (int64_t u = u0; u < u1; ++u) {
-      while (u >= ustart[t + 1]) ++t;
-      const TableRows<acc_t>& tr = tabs[t];
-      const int64_t i = u - ustart[t];
-      const int64_t grow = table_base[t] + tr.urow[i];
-      if (i + kPrefetch < static_cast<int64_t>(tr.urow.size())) {
-        const int64_t ip = i + kPrefetch;
-        prefetch_row(grad + static_cast<int64_t>(tr.grow[tr.seg[ip]]) * D, D);
-        if (kMode != kOptNone) prefetch_row_w(W + (table_base[t] + tr.urow[ip]) * D, D);
-      }
+  std::vector<acc_t> acc_buf(kD > 0 ? 0 : D);
+  alignas(64) acc_t acc_fixed[kD > 0 ? kD : 1];
+  acc_t* __restrict acc = kD > 0 ? acc_fixed : acc_buf.data();
+  const acc_t a_lr = static_cast<acc_t>(lr), a_eps = static_cast<acc_t>(eps);
+  int64_t t = std::upper_bound(ustart, ustart + L.T + 1, u0) - ustart - 1;
+  while (u0 < u1) {
+    while (u0 >= ustart[t + 1]) ++t;
+    const TableRows<acc_t>& tr = tabs[t];
+    const int64_t i0 = u0 - ustart[t], i1 = std::min(u1, ustart[t + 1]) - ustart[t];
+    const int64_t* __restrict urow = tr.urow.data();
+    const int64_t* __restrict seg = tr.seg.data();
+    const int32_t* __restrict grow = tr.grow.data();
+    const acc_t* __restrict scale = tr.scale.empty() ? nullptr : tr.scale.data();
+    const int64_t pend = seg[i1];
+    scalar_t* Wt = W + table_base[t] * D;
+    for (int64_t i = i0; i < i1; ++i) {
+      if (kMode != kOptNone && i + kPrefetch < i1) prefetch_row_w(Wt + urow[i + kPrefetch] * D, D);
       for (int64_t d = 0; d < D; ++d) acc[d] = 0;
-      const bool has_scale = !tr.scale.empty();
-      for (int64_t p = tr.seg[i]; p < tr.seg[i + 1]; ++p) {
-        const scalar_t* g = grad + static_cast<int64_t>(tr.grow[p]) * D;
-        if (has_scale) {
-          axpy<kD, acc_t>(acc, g, tr.scale[p], D);
+      for (int64_t p = seg[i]; p < seg[i + 1]; ++p) {
+        if (p + kPrefetch < pend) prefetch_row(grad + static_cast<int64_t>(grow[p + kPrefetch]) * D, D);
+        const scalar_t* g = grad + static_cast<int64_t>(grow[p]) * D;
+        if (scale != nullptr) {
+          axpy<kD, acc_t>(acc, g, scale[p], D);
         } else {
           add<kD, acc_t>(acc, g, D);
         }
       }
+      const int64_t row = urow[i];
       if constexpr (kMode == kOptNone) {
-        out_rows[u] = grow;
+        const int64_t u = ustart[t] + i;
+        out_rows[u] = table_base[t] + row;
         scalar_t* o = out_grads + u * D;
 #pragma omp simd
         for (int64_t d = 0; d < D; ++d) o[d] = acc[d];
       } else if constexpr (kMode == kOptSgd) {
-        scalar_t* w = W + grow * D;
-        const acc_t a = static_cast<acc_t>(lr);
+        scalar_t* w = Wt + row * D;
 #pragma omp simd
-        for (int64_t d = 0; d < D; ++d) w[d] -= a * acc[d];
+        for (int64_t d = 0; d < D; ++d) w[d] -= a_lr * acc[d];
       } else {
         acc_t ss = 0;
 #pragma omp simd reduction(+ : ss)
         for (int64_t d = 0; d < D; ++d) ss += acc[d] * acc[d];
-        const acc_t m = momentum[grow] + ss / static_cast<acc_t>(D);
-        momentum[grow] = m;
-        const acc_t a = static_cast<acc_t>(lr) / (std::sqrt(m) + static_cast<acc_t>(eps));
-        scalar_t* w = W + grow * D;
+        const int64_t grow_global = table_base[t] + row;
+        const acc_t m = momentum[grow_global] + ss / static_cast<acc_t>(D);
+        momentum[grow_global] = m;
+        const acc_t a = a_lr / (std::sqrt(m) + a_eps);
+        scalar_t* w = Wt + row * D;
 #pragma omp simd
         for (int64_t d = 0; d < D; ++d) w[d] -= a * acc[d];
       }
+    }
+    u0 = ustart[t] + i1;
+  }
+}
+
+template <int kD, int kMode, typename scalar_t>
+void apply_range(const Layout& L, const std::vector<TableRows<scalar_t>>& tabs, const int64_t* ustart,
+                 const int64_t* table_base, const scalar_t* grad, scalar_t* W, scalar_t* momentum, double lr,
+                 double eps, int64_t* out_rows, scalar_t* out_grads, int64_t u0, int64_t u1) {
+  apply_range_body<kD, kMode, scalar_t>(L, tabs, ustart, table_base, grad, W, momentum, lr, eps, out_rows, out_grads,
+                                        u0, u1);
+}
+
+template <int kD, int kMode, typename scalar_t>
+__attribute__((target("avx2,fma"))) void apply_range_avx2(const Layout& L, const std::vector<TableRows<scalar_t>>& tabs,
+                                                           const int64_t* ustart, const int64_t* table_base,
+                                                           const scalar_t* grad, scalar_t* W, scalar_t* momentum,
+                                                           double lr, double eps, int64_t* out_rows,
+                                                           scalar_t* out_grads, int64_t u0, int64_t u1) {
+  apply_range_body<kD, kMode, scalar_t>(L, tabs, ustart, table_base, grad, W, momentum, lr, eps, out_rows, out_grads,
+                                        u0, u1);
+}
+
+// One pass over every unique row (parallel, contiguous chunks); each row is owned by exactly one thread.
+template <int kD, int kMode, typename scalar_t>
+void apply_rows(const Layout& L, const std::vector<TableRows<scalar_t>>& tabs, const int64_t* table_base,
+                const scalar_t* grad, scalar_t* W, scalar_t* momentum, double lr, double eps, int64_t* out_rows,
+                scalar_t* out_grads) {
+  std::vector<int64_t> ustart(L.T + 1, 0);
+  for (int64_t t = 0; t < L.T; ++t) ustart[t + 1] = ustart[t] + static_cast<int64_t>(tabs[t].urow.size());
+  const int64_t U = ustart[L.T];
+  const bool avx2 = cpu_has_avx2();
+  at::parallel_for(0, U, 256, [&](int64_t u0, int64_t u1) {
+    if (avx2) {
+      apply_range_avx2<kD, kMode, scalar_t>(L, tabs, ustart.data(), table_base, grad, W, momentum, lr, eps, out_rows,
+                                            out_grads, u0, u1);
+    } else {
+      apply_range<kD, kMode, scalar_t>(L, tabs, ustart.data(), table_base, grad, W, momentum, lr, eps, out_rows,
+                                       out_grads, u0, u1);
     }
   });
 }

@@ -8,12 +8,15 @@
 - Early stopping as FuxiCTR's `checkpoint_and_earlystop`: after each epoch the monitored validation metric
   either improves (keep an in-memory copy of the weights) or counts towards `patience`, and the learning rate
   is divided by 10 on a plateau (reduce_lr_on_plateau, floor 1e-6); at the end the best weights are restored.
+- Gradient clipping by global norm (with sparse tables: over the dense parameters only).
 - A loss that is NaN or infinite stops the run at once with status "nan" and the step; so do non-finite
-  validation predictions. Other exceptions propagate to the caller (which records "failed").
+  validation/test predictions. Other exceptions propagate to the caller (which records "failed").
+- Evaluation: predictions of a whole split are concatenated and scored in one `ctrbench.metrics.evaluate`
+  call (gAUC where the dataset has a group id; NE against the training CTR); on twins, the oracle's metrics
+  on the same test rows.
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 import random
@@ -274,7 +277,3 @@ def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: tor
         result.status, result.error, result.nan_step = "nan", str(exc), step
     return result
 
-
-def clone_model(model: CTRModel) -> CTRModel:
-    """An independent copy (used to measure training speed without touching the trained weights)."""
-    return copy.deepcopy(model)

@@ -58,11 +58,6 @@ CUDA_SHAPES = (Shape(2048, 2, 4, 100, 32), Shape(2048, 2, 4, 100, 32, full=True)
                Shape(2048, 4, 4, 50, 16), ANCHOR)
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_ms(fn: Callable[[], object], device: str, min_reps: int = 10, min_seconds: float = 0.25) -> tuple[float, float, float]:
     """(p50, p20, p80) milliseconds of fn(): triton.testing.do_bench on CUDA (L2 flushed between calls),
     else a wall-clock loop after 2 warm-up calls, at least `min_reps` calls and `min_seconds`."""

@@ -30,7 +30,8 @@ Mask and output
   out[b,h,i] = sum_j softmax_j(scale * rot(q_i) · rot(k_j) over valid j) v_j for valid rows that have at
   least one valid key; a row with no valid key (P = 0 and lengths[b] = 0) outputs 0. Rows that output
   0 have zero (finite) gradients, and masked keys get dk = dv = 0.
-  out has q's shape and dtype; the computation runs in float32 (float64 for float64 inputs).
+  out has q's shape and dtype; the computation runs in float32 (float64 for float64 inputs in the
+  reference and C++ backends; the Triton and CUDA backends compute float64 inputs in float32).
 Backward gives dq, dk, dv with respect to the UN-rotated q and k (the rotation is inside the op).
 
 Bad input raises `InterleavedAttentionInputError` (a ValueError) naming the argument.

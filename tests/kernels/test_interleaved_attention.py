@@ -4,7 +4,6 @@ gradients, gradcheck in float64), bad input, opcheck, torch.compile, the module.
 the interpreter in test_interleaved_attention_triton.py (a child process)."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -2,7 +2,8 @@
 
 - table.md / summary.csv: per dataset × entry, mean ± std over seeds of AUC, gAUC, logloss, NE, the gap to
   the twin oracle's AUC, params, FLOPs/sample and samples/s (a searcher entry shows, per seed, its best
-  candidate by the validation metric).
+  candidate by the validation metric); a "reference" column beside them: the twin oracle's gAUC / AUC /
+  logloss for synthetic data, the suite's published numbers (its `reference:` block) for real data.
 - runs.csv: every run of the suite (candidates included), one row each.
 - perf_records.csv: every measured run flattened to feature columns (model params, train knobs, dataset
   shape, system knobs) plus its measured cost — the training data of CubicML's performance predictor.
@@ -63,13 +64,16 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
-def summarize(sr: SuiteRuns) -> list[dict]:
-    """Per (dataset, entry) aggregates over seeds; ok runs only for the metrics, all runs counted."""
+def summarize(sr: SuiteRuns, reference=None) -> list[dict]:
+    """Per (dataset, entry) aggregates over seeds; ok runs only for the metrics, all runs counted. `reference`
+    (the suite's ReferenceBlock) gives the published numbers of real-data rows (ref_* keys)."""
     groups: "OrderedDict[tuple, list[RunRecord]]" = OrderedDict()
     labels: dict[tuple, str] = {}
+    sources: dict[tuple, str] = {}
     for r in sr.runs:
         groups.setdefault((r.dataset, r.entry), []).append(r)
         labels[(r.dataset, r.entry)] = r.model
+        sources[(r.dataset, r.entry)] = r.source
     for s in sr.searches:
         spec = s["spec"]
         key = (spec.dataset.name, spec.entry)
@@ -77,14 +81,24 @@ def summarize(sr: SuiteRuns) -> list[dict]:
         if s["best"] is not None:
             groups[key].append(s["best"])
         labels[key] = f"{spec.model} (best of {len(s['candidates'])}, {spec.searcher} search)"
+        sources[key] = spec.dataset.source
     rows = []
     for (dataset, entry), recs in groups.items():
         ok = [r for r in recs if r.status == "ok"]
-        row = {"dataset": dataset, "entry": entry, "model": labels[(dataset, entry)], "runs": len(recs),
+        row = {"dataset": dataset, "entry": entry, "model": labels[(dataset, entry)],
+               "source": sources.get((dataset, entry)), "runs": len(recs),
                "ok": len(ok), "statuses": ",".join(sorted({r.status for r in recs}))}
         for k in METRICS:
             row[f"{k}_mean"], row[f"{k}_std"] = _mean_std([getattr(r, k) for r in ok])
         row["oracle_auc_mean"], _ = _mean_std([r.oracle_auc for r in ok])
+        row["oracle_gauc_mean"], _ = _mean_std([r.oracle_gauc for r in ok])
+        row["oracle_logloss_mean"], _ = _mean_std([r.oracle_logloss for r in ok])
+        published = {}
+        if reference is not None and row["source"] == "real":
+            base = entry.split("[", 1)[0]  # a grid point uses its entry's reference
+            published = reference.values.get(base, {}).get(dataset, {})
+        for k in ("gauc", "auc", "logloss", "ne", "params"):
+            row[f"ref_{k}"] = published.get(k)
         row["oracle_gap_mean"], row["oracle_gap_std"] = _mean_std(
             [r.oracle_auc - r.auc for r in ok if r.oracle_auc is not None and r.auc is not None])
         for k in COST:
@@ -131,15 +145,27 @@ def _si(v) -> str:
     return f"{v:.3g}"
 
 
-def markdown_table(rows: list[dict]) -> str:
-    head = ["dataset", "entry", "model", "ok/runs", "AUC", "gAUC", "logloss", "NE", "oracle AUC", "gap to oracle",
+def _reference_cell(r: dict, source_name: str) -> str:
+    """gAUC / AUC / logloss of the twin oracle (synthetic rows) or of the published table (real rows)."""
+    if r.get("source") == "real":
+        vals, who = (r.get("ref_gauc"), r.get("ref_auc"), r.get("ref_logloss")), source_name or "published"
+    else:
+        vals, who = (r.get("oracle_gauc_mean"), r.get("oracle_auc_mean"), r.get("oracle_logloss_mean")), "oracle"
+    if all(v is None for v in vals):
+        return ""
+    return f"{who}: " + " / ".join("–" if v is None else f"{v:.4f}" for v in vals)
+
+
+def markdown_table(rows: list[dict], reference_source: str = "") -> str:
+    head = ["dataset", "entry", "model", "ok/runs", "AUC", "gAUC", "logloss", "NE",
+            "reference gAUC / AUC / logloss", "oracle AUC", "gap to oracle",
             "params", "FLOPs/sample (fwd)", "train samples/s", "infer samples/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["dataset"], r["entry"], r["model"], f"{r['ok']}/{r['runs']}",
                  _fmt(r["auc_mean"], r["auc_std"]), _fmt(r["gauc_mean"], r["gauc_std"]),
                  _fmt(r["logloss_mean"], r["logloss_std"]), _fmt(r["ne_mean"], r["ne_std"]),
-                 _fmt(r["oracle_auc_mean"], 0), _fmt(r["oracle_gap_mean"], r["oracle_gap_std"]),
+                 _reference_cell(r, reference_source), _fmt(r["oracle_auc_mean"], 0), _fmt(r["oracle_gap_mean"], r["oracle_gap_std"]),
                  _si(r["params_mean"]), _si(r["flops_fwd_per_sample_mean"]),
                  _si(r["train_samples_per_s_mean"]), _si(r["infer_samples_per_s_mean"])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -252,7 +278,7 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
     out.mkdir(parents=True, exist_ok=True)
     sr = collect(suite, store)
     records = sr.all
-    rows = summarize(sr)
+    rows = summarize(sr, suite.reference)
     machines = machine_lines(records)
     run_cmds = command_lines(records)
     provenance = [f"Runs produced by: {', '.join(f'`{c}`' for c in run_cmds) or 'unknown'}",
@@ -263,8 +289,11 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
     md = [f"# Suite `{suite.name}`", "", suite.description.strip(), "", *[f"- {p}" for p in provenance], ""]
     if sr.missing:
         md += [f"**{sr.missing} run(s) of this suite are not in the store yet** (not run, or still running).", ""]
-    md += [markdown_table(rows), "",
-           "Mean ± std over seeds of the ok runs (test split, best validation checkpoint). gap to oracle = the twin "
+    md += [markdown_table(rows, suite.reference.source), "",
+           "Mean ± std over seeds of the ok runs (test split, best validation checkpoint). reference = the twin "
+           "oracle on the same test rows for synthetic data, the published numbers"
+           + (f" ({suite.reference.source})" if suite.reference.source else "")
+           + " for real data (empty where none). gap to oracle = the twin "
            "oracle's AUC minus the model's on the same test rows. FLOPs count matmuls only (torch.utils.flop_counter); "
            "samples/s are medians of timed steps after warm-up at the run's batch size.", ""]
     for s in sr.searches:

@@ -16,6 +16,9 @@ the model's own `Params`, train settings by `TrainConfig`, searcher options by t
     overrides:
       - {datasets: [amazonelectronics_x1], train: {batch_size: 512}}
     measure: {warmup: 3, steps: 10}      # cost measurement after training (a system knob: part of run identity)
+    reference:                           # optional published numbers, printed beside real-data runs
+      source: "Paper, Table 2"
+      values: {dcnv2: {criteo_x1: {auc: 0.8142, logloss: 0.4380}}}   # entry -> dataset -> metric -> value
 """
 from __future__ import annotations
 
@@ -89,6 +92,17 @@ class MeasureSettings(Strict):
     steps: PositiveInt = 10  # timed steps (median and p90 over these)
 
 
+REFERENCE_METRICS = ("auc", "gauc", "logloss", "ne", "params")
+
+
+class ReferenceBlock(Strict):
+    """Published numbers (e.g. a paper's table) that reports print beside the suite's real-data runs."""
+
+    source: str = ""  # where the numbers come from
+    values: dict[str, dict[str, dict[Literal["auc", "gauc", "logloss", "ne", "params"], float]]] = Field(
+        default_factory=dict)  # entry name -> dataset -> metric -> value
+
+
 class SuiteFile(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
@@ -98,6 +112,7 @@ class SuiteFile(Strict):
     entries: list[Entry] = Field(min_length=1)
     overrides: list[Override] = Field(default_factory=list)
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
+    reference: ReferenceBlock = Field(default_factory=ReferenceBlock)
 
 
 # --- registries (the real ones by default; tests may pass their own) -------------------------------
@@ -309,6 +324,7 @@ class Suite:
     seeds: list[int]
     entry_names: list[str] = field(default_factory=list)
     registries: Registries | None = None
+    reference: ReferenceBlock = field(default_factory=ReferenceBlock)
 
     def only(self, names: list[str]) -> "Suite":
         """The same suite restricted to the named entries (a grid entry's name selects all its points)."""
@@ -321,7 +337,7 @@ class Suite:
 
         return Suite(self.name, self.path, self.description, [r for r in self.runs if keep(r.entry)],
                      [s for s in self.searches if keep(s.entry)], self.datasets, self.seeds, self.entry_names,
-                     self.registries)
+                     self.registries, self.reference)
 
     def candidate_spec(self, search: SearchSpec, index: int, params: dict, train: dict) -> RunSpec:
         """The RunSpec of a searcher's candidate (validated like any entry; a bad space is a ConfigError)."""
@@ -518,7 +534,16 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
                             model=model_name, params=params, train=train, dataset=ds, seed=seed, system=system,
                             loc=eloc,
                         ))
-    suite = Suite(sf.name, str(path), sf.description, runs, searches, datasets, list(sf.seeds), expanded_names, reg)
+    for entry, per_ds in sf.reference.values.items():
+        if entry not in entry_names:
+            raise src.error(f"reference for unknown entry {entry!r}; valid: {', '.join(entry_names)}",
+                            ("reference", "values", entry))
+        for dname in per_ds:
+            if dname not in by_name:
+                raise src.error(f"reference for dataset {dname!r}, not in this suite; valid: {', '.join(by_name)}",
+                                ("reference", "values", entry, dname))
+    suite = Suite(sf.name, str(path), sf.description, runs, searches, datasets, list(sf.seeds), expanded_names, reg,
+                  sf.reference)
     for s in suite.searches:  # every candidate the searcher would propose first must validate now, not mid-run
         for c in _first_candidates(reg, s):
             suite.candidate_spec(s, c.index, c.params, c.train)

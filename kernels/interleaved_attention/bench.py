@@ -6,7 +6,8 @@ that as a fraction of a large fp32 matmul timed in the same run (TF32 on the GPU
 "fwd+bwd" (dq, dk, dv from a fixed upstream gradient). FLOPs are the dense-equivalent count every impl is
 credited with, 4*B*H*Nq*Nk*Dh forward and 2.5x that backward, so GFLOP/s compare like with like;
 valid_frac says which fraction of the (query, key) pairs is valid (the work a compacting kernel does).
-Lengths are uniform in [0, T] (one row 0, one row T) unless the case says "full".
+Lengths are uniform in [0, T] (one row 0, one row T) unless the case says "full". load_avg is the
+1-minute load average when the shape started (a busy shared machine inflates multi-threaded timings).
 
 impls: sdpa_rope (RoPE at per-row positions, then scaled_dot_product_attention with a boolean key mask),
 flex_rope (the same RoPE, then torch.compile'd FlexAttention with a mask_mod; its block mask is built
@@ -15,6 +16,7 @@ available on the device except the Triton interpreter (a test tool, not a CPU ba
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -200,6 +202,7 @@ def _bench_shape(shape: Shape, device: str, quick: bool, peak: float) -> list[di
     leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
     timings: dict[tuple[str, str], tuple[float, float, float] | None] = {}
     notes: dict[str, str] = {}
+    load_avg = round(os.getloadavg()[0], 1)  # other work on the machine skews wall-clock ratios: record it
     for name in impl_names(shape, device, quick):
         f, note = make_impl(name, shape, device, lengths, tables)
         notes[name] = note
@@ -237,6 +240,7 @@ def _bench_shape(shape: Shape, device: str, quick: bool, peak: float) -> list[di
                        ratio_vs_sdpa_rope=round(base[0] / p50, 2) if base else None,
                        gflops=round(gflops, 1), frac_of_peak=round(gflops / peak, 3))
         row.update(peak_gflops=round(peak, 1), valid_frac=round(valid_frac, 3), threads=torch.get_num_threads(),
+                   load_avg=load_avg,
                    note=notes.get(name, "") if t is not None else f"not timed: {notes.get(name, '')}")
         rows.append(row)
     return rows

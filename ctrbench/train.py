@@ -27,7 +27,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from ctrbench.data.cache import Cache
@@ -52,7 +51,7 @@ class TrainConfig(BaseModel):
     embedding_l2: float = Field(0.0, ge=0, description="BARS embedding_regularizer λ (λ/2·‖W‖²)")
     batch_size: int = Field(2048, gt=0)
     eval_batch_size: int = Field(16384, gt=0)
-    max_epochs: int = Field(3, ge=1)
+    max_epochs: int = Field(5, ge=1)
     patience: int = Field(1, ge=1, description="epochs without improvement before stopping (BARS uses 2)")
     monitor: Literal["auc", "gauc", "logloss"] = "auc"
     reduce_lr_on_plateau: bool = True
@@ -78,6 +77,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     steps: int = 0
+    test_components: dict = field(default_factory=dict)  # component name -> its test metrics (model.component_logits)
+    test_diagnostics: dict = field(default_factory=dict)  # name -> mean over the test split (model.diagnostics)
 
 
 class NonFiniteLoss(Exception):
@@ -139,13 +140,25 @@ def make_optimizers(model: CTRModel, cfg: TrainConfig) -> list[torch.optim.Optim
 
 @torch.inference_mode()
 def predict(model: CTRModel, cache: Cache, split: str, batch_size: int, device: torch.device,
-            max_rows: int | None = None) -> dict[str, np.ndarray | None]:
-    """Click probabilities of a whole split, batched; returns preds, labels, group_ids, oracle_p arrays."""
+            max_rows: int | None = None, components: bool = False) -> dict[str, Any]:
+    """Click probabilities of a whole split, batched; returns preds, labels, group_ids, oracle_p arrays and, with
+    `components=True`, "components" (name -> probabilities of model.component_logits) and "diagnostics"
+    (name -> mean of model.diagnostics over the split's rows)."""
     was_training = model.training
     model.eval()
     preds, labels, groups, oracle = [], [], [], []
+    comp: dict[str, list] = {}
+    diag_sum: dict[str, float] = {}
+    n_rows = 0
     for batch in BatchLoader(cache, split, batch_size, max_rows=max_rows):
         preds.append(torch.sigmoid(model(batch.to(device)).float()).cpu())
+        if components:
+            for name, logit in model.component_logits().items():
+                comp.setdefault(name, []).append(torch.sigmoid(logit.float()).cpu())
+            b = batch.label.shape[0]
+            for name, value in model.diagnostics().items():  # row-weighted, so the result is the split's mean
+                diag_sum[name] = diag_sum.get(name, 0.0) + float(value.double().mean()) * b
+            n_rows += b
         labels.append(batch.label)
         if batch.group_id is not None:
             groups.append(batch.group_id)
@@ -153,20 +166,30 @@ def predict(model: CTRModel, cache: Cache, split: str, batch_size: int, device: 
             oracle.append(batch.oracle_p)
     model.train(was_training)
     cat = lambda xs: torch.cat(xs).numpy() if xs else None  # noqa: E731
-    return {"preds": cat(preds), "labels": cat(labels), "group_ids": cat(groups), "oracle_p": cat(oracle)}
+    out = {"preds": cat(preds), "labels": cat(labels), "group_ids": cat(groups), "oracle_p": cat(oracle)}
+    if components:
+        out["components"] = {k: cat(v) for k, v in comp.items()}
+        out["diagnostics"] = {k: v / max(n_rows, 1) for k, v in diag_sum.items()}
+    return out
 
 
 def evaluate_split(model: CTRModel, cache: Cache, split: str, cfg: TrainConfig, device: torch.device,
-                   *, oracle: bool = False) -> tuple[dict, dict | None]:
+                   *, oracle: bool = False, extras: dict | None = None) -> tuple[dict, dict | None]:
     """Metrics of `split` (one metrics call over the concatenated predictions) and, with `oracle=True` on
-    a twin, the oracle's metrics on the same rows. NE's background CTR is the training CTR."""
+    a twin, the oracle's metrics on the same rows. NE's background CTR is the training CTR. A dict passed as
+    `extras` is filled with "components" (name -> metrics of each model.component_logits predictor) and
+    "diagnostics" (name -> mean of model.diagnostics over the split)."""
     from ctrbench.metrics import evaluate, oracle_metrics
 
-    out = predict(model, cache, split, cfg.eval_batch_size, device)
+    out = predict(model, cache, split, cfg.eval_batch_size, device, components=extras is not None)
     if not np.isfinite(out["preds"]).all():
         raise NonFiniteLoss(-1, f"a {split} prediction")
     train_ctr = cache.positive_rate("train")
     metrics = evaluate(out["labels"], out["preds"], out["group_ids"], train_ctr=train_ctr)
+    if extras is not None:
+        extras["components"] = {name: evaluate(out["labels"], p, out["group_ids"], train_ctr=train_ctr)
+                                for name, p in out["components"].items() if np.isfinite(p).all()}
+        extras["diagnostics"] = out["diagnostics"]
     oracle_res = None
     if oracle and out["oracle_p"] is not None:
         oracle_res = oracle_metrics(out["labels"], out["oracle_p"], out["group_ids"], train_ctr=train_ctr)
@@ -218,7 +241,7 @@ def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: tor
                 step += 1
                 batch = batch.to(device)
                 logits = model(batch)
-                loss = F.binary_cross_entropy_with_logits(logits, batch.label)
+                loss = model.loss(logits, batch)  # BCE, or the model's own supervised loss
                 aux = model.aux_loss()
                 if aux is not None:
                     loss = loss + aux
@@ -272,7 +295,9 @@ def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: tor
     if best_state is not None:
         model.load_state_dict(best_state)
     try:
-        result.test, result.oracle_test = evaluate_split(model, cache, "test", cfg, device, oracle=True)
+        extras: dict = {}
+        result.test, result.oracle_test = evaluate_split(model, cache, "test", cfg, device, oracle=True, extras=extras)
+        result.test_components, result.test_diagnostics = extras["components"], extras["diagnostics"]
     except NonFiniteLoss as exc:
         result.status, result.error, result.nan_step = "nan", str(exc), step
     return result

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils import flop_counter
 
 from ctrbench.data.cache import Cache
@@ -67,7 +66,7 @@ def count_flops(model: CTRModel, batch, *, train: bool) -> int:
     try:
         if train:
             with counter:
-                loss = F.binary_cross_entropy_with_logits(model(batch), batch.label)
+                loss = model.loss(model(batch), batch)
                 loss.backward()
             model.zero_grad(set_to_none=True)
         else:
@@ -165,7 +164,7 @@ def measure_cost(model: CTRModel, cache: Cache, batch_size: int, *, warmup: int 
 
     def train_step(batch):
         opt.zero_grad(set_to_none=True)
-        F.binary_cross_entropy_with_logits(work(batch), batch.label).backward()
+        work.loss(work(batch), batch).backward()  # the model's own training loss (BCE for most)
         opt.step()
 
     t_train = _time_steps(train_step, batches, warmup, device)

@@ -82,6 +82,7 @@ def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord 
             rec.epochs_run, rec.best_epoch, rec.train_seconds = result.epochs_run, result.best_epoch, result.train_seconds
             rec.history, rec.valid, rec.test = result.history, dict(result.valid), dict(result.test)
             rec.oracle_test = dict(result.oracle_test or {})
+            rec.components, rec.diagnostics = dict(result.test_components), dict(result.test_diagnostics)
             for k in QUALITY:
                 setattr(rec, k, _num(result.test.get(k)))
             rec.valid_auc = _num(result.valid.get("auc"))

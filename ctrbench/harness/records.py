@@ -112,6 +112,8 @@ class RunRecord:
     valid: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)
     oracle_test: dict = field(default_factory=dict)
+    components: dict = field(default_factory=dict)  # test metrics of the model's components (an ensemble's members)
+    diagnostics: dict = field(default_factory=dict)  # test-split means of the model's diagnostics (fusion weights)
     # training
     epochs_run: int | None = None
     best_epoch: int | None = None

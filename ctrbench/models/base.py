@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -75,6 +76,21 @@ class CTRModel(nn.Module):
     def aux_loss(self) -> torch.Tensor | None:
         """An extra loss term of the last forward (none for these models)."""
         return None
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The supervised training loss of this forward's logits: BCE with the labels. A model whose training
+        signal needs the labels beyond that (e.g. an ensemble's per-member losses) overrides it."""
+        return F.binary_cross_entropy_with_logits(logits, batch.label)
+
+    def component_logits(self) -> dict[str, torch.Tensor]:
+        """Logits [B] of the last forward's named components that are predictors in their own right (an
+        ensemble's members); the trainer scores each on the test split like the model. Empty for most models."""
+        return {}
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """Per-row values [B] (or scalars) of the last forward worth averaging over the test split (e.g. fusion
+        weights); the trainer reports their means. Empty for most models."""
+        return {}
 
     def embedding_collections(self) -> Iterator[EmbeddingCollection]:
         for m in self.modules():

@@ -105,7 +105,7 @@ void check_common(const at::Tensor& logits, const at::Tensor& tau, int64_t space
 }
 
 double inverse_tau(const at::Tensor& tau, const char* op) {
-  const double t = tau.to(at::kDouble).item<double>();
+  const double t = tau.item<double>();
   TORCH_CHECK(t > 0.0 && std::isfinite(t), op, ": tau must be finite and > 0, got ", t);
   return 1.0 / t;
 }

@@ -13,6 +13,8 @@ import torch
 from ctrbench.kernels.entropy_fusion.reference import SPACES, compute_dtype
 
 LOGIT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# smallest eps with 1 - eps < 1 in the math dtype of each logits dtype
+_MIN_EPS = {dt: torch.finfo(compute_dtype(dt)).eps for dt in LOGIT_DTYPES}
 
 
 class FusionInputError(ValueError):
@@ -43,7 +45,7 @@ def check_static(logits: torch.Tensor, tau: torch.Tensor, space: str, eps: float
         raise FusionInputError("tau", f"must be on logits' device {logits.device}, got {tau.device}")
     if space not in SPACES:
         raise FusionInputError("space", f"must be one of {SPACES}, got {space!r}")
-    tiny = torch.finfo(compute_dtype(logits.dtype)).eps
+    tiny = _MIN_EPS[logits.dtype]
     if not (isinstance(eps, (int, float)) and tiny <= eps < 0.5):
         raise FusionInputError("eps", f"must lie in [{tiny:.3g}, 0.5) for {logits.dtype} logits, got {eps!r}")
 

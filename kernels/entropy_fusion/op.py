@@ -3,15 +3,22 @@
 Forward and backward are separate custom ops (the backward one is what autograd calls), each with a fake
 implementation, so torch.compile traces both without graph breaks. The backend (reference, triton, cpp,
 cuda) is resolved per call by ctrbench.kernels.backend.resolve_backend: argument > $CTRBENCH_BACKEND > auto.
+
+`entropy_weighted_fusion()` calls the registered op whenever torch.compile / export traces it; in eager mode
+it calls the same forward / backward implementations through an autograd.Function (or directly, when no
+input needs a gradient), which skips the custom op dispatcher's Python round trips (several times the
+kernel's own time at small B). Both paths share every line of validation, dispatch and gradient code
+below, and the tests run both.
 """
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Callable, Optional
 
 import torch
 
-from ctrbench.kernels.backend import load_extension, resolve_backend
+from ctrbench.kernels.backend import ENV_VAR, load_extension, resolve_backend
 from ctrbench.kernels.entropy_fusion.checks import check_static, check_tau_value
 from ctrbench.kernels.entropy_fusion.reference import (
     entropy_weighted_fusion_reference,
@@ -19,6 +26,16 @@ from ctrbench.kernels.entropy_fusion.reference import (
 )
 
 _SPACE_CODE = {"prob": 0, "logit": 1}
+_RESOLVED: dict[tuple, str] = {}
+
+
+def _resolve(backend: Optional[str], device: torch.device) -> str:
+    """resolve_backend, memoised on everything it reads (argument, environment, device)."""
+    key = (backend, os.environ.get(ENV_VAR), os.environ.get("TRITON_INTERPRET"), device)
+    name = _RESOLVED.get(key)
+    if name is None:
+        name = _RESOLVED[key] = resolve_backend(backend, device)
+    return name
 
 
 def _triton_module():
@@ -54,14 +71,18 @@ _FORWARD: dict[str, Callable] = {
 }
 
 
+def _forward_impl(logits, tau, space, eps, backend):
+    check_static(logits, tau, space, eps)
+    check_tau_value(tau)
+    name = _resolve(backend, logits.device)
+    return _FORWARD[name](logits.contiguous(), tau, space, eps)
+
+
 @torch.library.custom_op("ctrbench::entropy_weighted_fusion", mutates_args=())
 def entropy_weighted_fusion_op(
     logits: torch.Tensor, tau: torch.Tensor, space: str, detach_weights: bool, eps: float, backend: Optional[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    check_static(logits, tau, space, eps)
-    check_tau_value(tau)
-    name = resolve_backend(backend, logits.device)
-    fused, weights = _FORWARD[name](logits.contiguous(), tau, space, eps)
+    fused, weights = _forward_impl(logits, tau, space, eps, backend)
     return fused, weights
 
 
@@ -100,6 +121,16 @@ _BACKWARD: dict[str, Callable] = {
 }
 
 
+def _backward_impl(logits, tau, weights, grad_fused, grad_weights, space, detach_weights, eps, need_tau_grad, backend):
+    name = _resolve(backend, logits.device)
+    gx, gt = _BACKWARD[name](
+        logits.contiguous(), tau, weights.contiguous(), grad_fused.contiguous(),
+        None if grad_weights is None else grad_weights.contiguous(),
+        space, detach_weights, eps, need_tau_grad,
+    )
+    return gx.to(logits.dtype), gt.to(tau.dtype).reshape(tau.shape)
+
+
 @torch.library.custom_op("ctrbench::entropy_weighted_fusion_backward", mutates_args=())
 def entropy_weighted_fusion_backward_op(
     logits: torch.Tensor,
@@ -113,13 +144,8 @@ def entropy_weighted_fusion_backward_op(
     need_tau_grad: bool,
     backend: Optional[str],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    name = resolve_backend(backend, logits.device)
-    gx, gt = _BACKWARD[name](
-        logits.contiguous(), tau, weights.contiguous(), grad_fused.contiguous(),
-        None if grad_weights is None else grad_weights.contiguous(),
-        space, detach_weights, eps, need_tau_grad,
-    )
-    return gx.to(logits.dtype), gt.to(tau.dtype).reshape(tau.shape)
+    return _backward_impl(logits, tau, weights, grad_fused, grad_weights, space, detach_weights, eps,
+                          need_tau_grad, backend)
 
 
 @entropy_weighted_fusion_backward_op.register_fake
@@ -127,7 +153,7 @@ def _(logits, tau, weights, grad_fused, grad_weights, space, detach_weights, eps
     return torch.empty_like(logits), torch.empty_like(tau)
 
 
-# ---------------------------------------------------------------- autograd
+# ---------------------------------------------------------------- autograd (shared by both paths)
 
 
 def _setup_context(ctx, inputs, output):
@@ -140,23 +166,37 @@ def _setup_context(ctx, inputs, output):
         ctx.mark_non_differentiable(weights)
 
 
-def _backward(ctx, grad_fused, grad_weights):
+def _backward_with(backward_fn, ctx, grad_fused, grad_weights):
     logits, tau, weights = ctx.saved_tensors
     if grad_fused is None:
         grad_fused = logits.new_zeros(logits.shape[:1])
     need_tau = bool(ctx.needs_input_grad[1]) and not ctx.detach_weights
-    gx, gt = entropy_weighted_fusion_backward_op(
+    gx, gt = backward_fn(
         logits, tau, weights, grad_fused, None if ctx.detach_weights else grad_weights,
         ctx.space, ctx.detach_weights, ctx.eps, need_tau, ctx.backend,
     )
-    return (
-        gx if ctx.needs_input_grad[0] else None,
-        gt if ctx.needs_input_grad[1] else None,
-        None, None, None, None,
-    )
+    return gx if ctx.needs_input_grad[0] else None, gt if ctx.needs_input_grad[1] else None, None, None, None, None
+
+
+def _backward(ctx, grad_fused, grad_weights):
+    return _backward_with(entropy_weighted_fusion_backward_op, ctx, grad_fused, grad_weights)
 
 
 entropy_weighted_fusion_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerEntropyFusion(torch.autograd.Function):
+    """The eager path: same forward / backward implementations, without the custom-op dispatch."""
+
+    @staticmethod
+    def forward(ctx, logits, tau, space, detach_weights, eps, backend):
+        fused, weights = _forward_impl(logits, tau, space, eps, backend)
+        _setup_context(ctx, (logits, tau, space, detach_weights, eps, backend), (fused, weights))
+        return fused, weights
+
+    @staticmethod
+    def backward(ctx, grad_fused, grad_weights):
+        return _backward_with(_backward_impl, ctx, grad_fused, grad_weights)
 
 
 # ---------------------------------------------------------------- public functions
@@ -178,7 +218,11 @@ def entropy_weighted_fusion(
     if not isinstance(tau, torch.Tensor):
         tau = torch.tensor(float(tau), dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32,
                            device=logits.device)
-    return entropy_weighted_fusion_op(logits, tau, space, detach_weights, eps, backend)
+    if torch.compiler.is_compiling():
+        return entropy_weighted_fusion_op(logits, tau, space, detach_weights, eps, backend)
+    if torch.is_grad_enabled() and (logits.requires_grad or tau.requires_grad):
+        return _EagerEntropyFusion.apply(logits, tau, space, detach_weights, eps, backend)
+    return _forward_impl(logits, tau, space, eps, backend)  # nothing to differentiate: no autograd node
 
 
 def to_logit(fused: torch.Tensor, space: str, eps: float = 1e-6) -> torch.Tensor:

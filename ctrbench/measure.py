@@ -69,8 +69,8 @@ def count_flops(model: CTRModel, batch, *, train: bool) -> int:
                 loss = model.loss(model(batch), batch)
                 loss.backward()
             model.zero_grad(set_to_none=True)
-        else:
-            with torch.no_grad(), counter:
+        else:  # grad mode on: under no_grad the counter's module tracker trips over views of parameters
+            with counter:
                 model(batch)
     finally:
         model.train(was)

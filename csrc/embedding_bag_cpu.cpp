@@ -33,6 +33,13 @@ enum : int64_t { kStatusOk = 0, kStatusBadId = 1, kStatusBadOffsets = 2, kStatus
 
 constexpr int64_t kPrefetch = 16;      // indices ahead whose rows are prefetched
 constexpr int64_t kBagsPerTask = 32;   // bags per forward work item
+constexpr int64_t kMinChunkWork = 1 << 20;  // element updates per thread chunk: below it a thread costs more than it saves
+
+// at::parallel_for grain for `n` items of `work_per_item` element updates each (the whole range runs inline,
+// without an OpenMP region, when it is smaller than one chunk).
+inline int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, kMinChunkWork / std::max<int64_t>(1, work_per_item));
+}
 
 // Host-side description of the feature -> table mapping and the bag layout.
 struct Layout {
@@ -227,7 +234,8 @@ void forward_impl(const Layout& L, const scalar_t* W, const index_t* idx, const 
   const int64_t nblk = (L.B + kBagsPerTask - 1) / kBagsPerTask;
   if (nblk == 0) return;
   const bool avx2 = cpu_has_avx2();
-  at::parallel_for(0, L.F * nblk, 1, [&](int64_t w0, int64_t w1) {
+  const int64_t avg_len = std::max<int64_t>(1, L.nnz / std::max<int64_t>(1, L.F * L.B));
+  at::parallel_for(0, L.F * nblk, grain_for(kBagsPerTask * avg_len * L.D), [&](int64_t w0, int64_t w1) {
     int64_t bad;
     if (psw != nullptr) {
       bad = avx2 ? forward_range_avx2<scalar_t, index_t, kD, true>(L, W, idx, psw, mean, out, nblk, w0, w1)
@@ -408,7 +416,8 @@ void build_table_rows(const Layout& L, int64_t t, const index_t* idx, const acc_
 template <typename acc_t, typename index_t>
 std::vector<TableRows<acc_t>> build_all(const Layout& L, const index_t* idx, const acc_t* psw, bool mean) {
   std::vector<TableRows<acc_t>> tabs(L.T);
-  at::parallel_for(0, L.T, 1, [&](int64_t t0, int64_t t1) {
+  const int64_t grain = L.nnz * 16 < kMinChunkWork ? L.T : 1;  // counting sort: ~16 element updates per id
+  at::parallel_for(0, L.T, grain, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) build_table_rows<acc_t, index_t>(L, t, idx, psw, mean, tabs[t]);
   });
   return tabs;
@@ -507,7 +516,8 @@ void apply_rows(const Layout& L, const std::vector<TableRows<scalar_t>>& tabs, c
   for (int64_t t = 0; t < L.T; ++t) ustart[t + 1] = ustart[t] + static_cast<int64_t>(tabs[t].urow.size());
   const int64_t U = ustart[L.T];
   const bool avx2 = cpu_has_avx2();
-  at::parallel_for(0, U, 256, [&](int64_t u0, int64_t u1) {
+  const int64_t per_row = (L.nnz / std::max<int64_t>(1, U) + 2) * L.D;  // entries summed + the row's update
+  at::parallel_for(0, U, std::max<int64_t>(256, grain_for(per_row)), [&](int64_t u0, int64_t u1) {
     if (avx2) {
       apply_range_avx2<kD, kMode, scalar_t>(L, tabs, ustart.data(), table_base, grad, W, momentum, lr, eps, out_rows,
                                             out_grads, u0, u1);
@@ -619,7 +629,8 @@ void ebc_fused_update_cpu(at::Tensor& weights, at::Tensor& momentum, const at::T
 template <typename scalar_t, typename index_t>
 void psw_grad_impl(const Layout& L, const scalar_t* g, const scalar_t* w, const index_t* ip, bool mean, scalar_t* o) {
   const int64_t D = L.D, B = L.B, FD = L.F * D;
-  at::parallel_for(0, L.F * B, 64, [&](int64_t q0, int64_t q1) {
+  const int64_t avg_len = std::max<int64_t>(1, L.nnz / std::max<int64_t>(1, L.F * B));
+  at::parallel_for(0, L.F * B, std::max<int64_t>(64, grain_for(avg_len * D * 2)), [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
       const int64_t f = q / B, b = q - f * B;
       const int64_t s = L.offs[q], e = L.offs[q + 1], rows = L.feat_rows[f];

@@ -6,4 +6,4 @@ Each name is a sub-package of ctrbench.kernels providing:
   bench.bench(device, quick=False) -> list[dict]   one row per timed configuration (flat, CSV-ready)
   triton.AOT_SPECS                      [(jit kernel, signature dict, constexprs dict)] compiled for sm_90
 """
-OPS = ("entropy_fusion", "interleaved_attention")
+OPS = ("embedding_bag", "entropy_fusion", "interleaved_attention")

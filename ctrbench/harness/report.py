@@ -1,4 +1,5 @@
-"""Reports of a suite from the run store: table.md, runs.csv, summary.csv, auc_vs_flops.png, perf_records.csv.
+"""Reports of a suite from the run store: table.md, runs.csv, summary.csv, auc_vs_flops.png, perf_records.csv
+(and components.csv where models report components, e.g. an ensemble's members).
 
 - table.md / summary.csv: per dataset × entry, mean ± std over seeds of AUC, gAUC, logloss, NE, the gap to
   the twin oracle's AUC, params, FLOPs/sample and samples/s (a searcher entry shows, per seed, its best
@@ -105,6 +106,41 @@ def summarize(sr: SuiteRuns, reference=None) -> list[dict]:
             row[f"{k}_mean"], row[f"{k}_std"] = _mean_std([getattr(r, k) for r in ok])
         rows.append(row)
     return rows
+
+
+def component_rows(sr: SuiteRuns) -> list[dict]:
+    """Per (dataset, entry, component): mean ± std over seeds of the components' test AUC / gAUC / logloss
+    (RunRecord.components, e.g. an ensemble's members) and of the model's diagnostics (e.g. fusion weights)."""
+    groups: "OrderedDict[tuple, list[RunRecord]]" = OrderedDict()
+    for r in sr.runs:
+        if r.status == "ok" and (r.components or r.diagnostics):
+            groups.setdefault((r.dataset, r.entry), []).append(r)
+    rows = []
+    for (dataset, entry), recs in groups.items():
+        names = list(OrderedDict.fromkeys(n for r in recs for n in r.components))
+        for n in names:
+            row = {"dataset": dataset, "entry": entry, "component": n, "kind": "metrics"}
+            for k in ("auc", "gauc", "logloss"):
+                row[f"{k}_mean"], row[f"{k}_std"] = _mean_std([(r.components.get(n) or {}).get(k) for r in recs])
+            rows.append(row)
+        for n in OrderedDict.fromkeys(n for r in recs for n in r.diagnostics):
+            row = {"dataset": dataset, "entry": entry, "component": n, "kind": "diagnostic"}
+            row["value_mean"], row["value_std"] = _mean_std([r.diagnostics.get(n) for r in recs])
+            rows.append(row)
+    return rows
+
+
+def components_markdown(rows: list[dict]) -> str:
+    head = ["dataset", "entry", "component", "AUC", "gAUC", "logloss", "test mean"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r["kind"] == "metrics":
+            cells = [_fmt(r["auc_mean"], r["auc_std"]), _fmt(r["gauc_mean"], r["gauc_std"]),
+                     _fmt(r["logloss_mean"], r["logloss_std"]), ""]
+        else:
+            cells = ["", "", "", _fmt(r["value_mean"], r["value_std"])]
+        lines.append("| " + " | ".join([r["dataset"], r["entry"], r["component"], *cells]) + " |")
+    return "\n".join(lines)
 
 
 # --- provenance ---------------------------------------------------------------------------------------
@@ -296,6 +332,11 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
            + " for real data (empty where none). gap to oracle = the twin "
            "oracle's AUC minus the model's on the same test rows. FLOPs count matmuls only (torch.utils.flop_counter); "
            "samples/s are medians of timed steps after warm-up at the run's batch size.", ""]
+    comp_rows = component_rows(sr)
+    if comp_rows:
+        md += ["Components of the models above (e.g. an ensemble's members), scored alone on the same test rows, "
+               "and the models' diagnostics (e.g. mean fusion weights) over the test split; mean ± std over seeds:", "",
+               components_markdown(comp_rows), ""]
     for s in sr.searches:
         spec, summ = s["spec"], s["summary"] or {}
         md.append(f"**{spec.entry}** on {spec.dataset.name} seed {spec.seed}: {spec.searcher} search, "
@@ -309,7 +350,11 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
         md += [f"- {r.dataset}/{r.entry}/seed{r.seed}: {r.status} — {_first_line(r.error) or ''}" for r in bad]
     paths["table"].write_text("\n".join(md) + "\n")
     header = "".join(f"# {p}\n" for p in provenance)
-    for key, frame in (("runs", runs_frame(records)), ("summary", pd.DataFrame(rows)), ("perf", perf_frame(records))):
+    frames = [("runs", runs_frame(records)), ("summary", pd.DataFrame(rows)), ("perf", perf_frame(records))]
+    if comp_rows:
+        paths["components"] = out / "components.csv"
+        frames.append(("components", pd.DataFrame(comp_rows)))
+    for key, frame in frames:
         with open(paths[key], "w") as f:
             f.write(header)
             frame.to_csv(f, index=False)

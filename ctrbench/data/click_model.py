@@ -130,16 +130,22 @@ def expected_auc(p: np.ndarray) -> float:
 
 
 def solve_bias(signal: np.ndarray, offset: np.ndarray | float, target_mean: float) -> float:
-    """Bias b with mean(sigmoid(b + signal + offset)) = target_mean (bisection; monotone in b)."""
-    lo, hi = -30.0, 30.0
+    """Bias b with mean(sigmoid(b + signal + offset)) = target_mean (safeguarded Newton; monotone in b)."""
     x = signal + offset
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        if sigmoid(mid + x).mean() < target_mean:
-            lo = mid
+    lo, hi = -40.0, 40.0
+    b = math.log(target_mean / (1 - target_mean)) - float(np.mean(x))
+    for _ in range(60):
+        p = sigmoid(b + x)
+        f = float(p.mean()) - target_mean
+        if abs(f) < 1e-10:
+            break
+        if f < 0:
+            lo = b
         else:
-            hi = mid
-    return 0.5 * (lo + hi)
+            hi = b
+        step = f / max(float(np.mean(p * (1 - p))), 1e-12)
+        b = b - step if lo < b - step < hi else 0.5 * (lo + hi)
+    return b
 
 
 def solve_scale(signal: np.ndarray, offset: np.ndarray | float, base_ctr: float, target_auc: float) -> tuple[float, float]:
@@ -150,7 +156,7 @@ def solve_scale(signal: np.ndarray, offset: np.ndarray | float, base_ctr: float,
         lo, hi = hi, hi * 2
         if hi > 1e3:
             raise ValueError(f"signal cannot reach AUC {target_auc}")
-    for _ in range(40):
+    for _ in range(24):  # AUC resolution ~1e-7
         mid = 0.5 * (lo + hi)
         b = solve_bias(mid * signal, offset, base_ctr)
         if expected_auc(sigmoid(b + mid * signal + offset)) < target_auc:

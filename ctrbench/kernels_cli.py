@@ -42,6 +42,7 @@ def add_commands(subparsers) -> None:
     _add_device_and_ops(bench)
     bench.add_argument("--quick", action="store_true", help="fewer shapes (a smoke run)")
     bench.add_argument("--out", default="results/kernels", help="output folder (default: results/kernels)")
+    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     bench.set_defaults(func=cmd_bench)
 
 
@@ -185,12 +186,16 @@ def _command(args, device: str) -> str:
     parts = ["ctrbench", "kernels", "bench", "--device", device, "--ops", *args.ops]
     if args.quick:
         parts.append("--quick")
+    if args.threads is not None:
+        parts += ["--threads", str(args.threads)]
     parts += ["--out", str(args.out)]
     return " ".join(parts)
 
 
 def cmd_bench(args) -> int:
     device = _device(args)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     console = _console()

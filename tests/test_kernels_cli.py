@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 import ctrbench.kernels.entropy_fusion.bench as fusion_bench
 import ctrbench.kernels.entropy_fusion.verify as fusion_verify
@@ -41,17 +42,23 @@ def test_bench_writes_csv_and_readme(monkeypatch, tmp_path, capsys):
     # the real bench code on one small shape, without the slow torch.compile baseline
     monkeypatch.setattr(fusion_bench, "QUICK_SIZES", (512,))
     monkeypatch.setattr(fusion_bench, "steady_state_allocator", lambda: True)  # keep this process's malloc as is
-    providers = fusion_bench._providers
-    monkeypatch.setattr(fusion_bench, "_providers",
-                        lambda device: {k: v for k, v in providers(device).items() if k != "compiled"})
+    all_providers = fusion_bench.providers
+    monkeypatch.setattr(fusion_bench, "providers",
+                        lambda device: {k: v for k, v in all_providers(device).items() if k != "compiled"})
     out = tmp_path / "kernels"
-    assert main(["kernels", "bench", "--device", "cpu", "--ops", "entropy_fusion", "--quick", "--out", str(out)]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert main(["kernels", "bench", "--device", "cpu", "--ops", "entropy_fusion", "--quick", "--threads", "1",
+                     "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     with open(out / "entropy_fusion_cpu.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {(r["mode"], r["provider"]) for r in rows} == {(m, p) for m in ("fwd", "fwd+bwd") for p in ("eager", "cpp")}
     assert all(float(r["ms_p50"]) > 0 and float(r["GBps"]) > 0 for r in rows)
     run = json.loads((out / "run_cpu.json").read_text())
-    assert run["command"] == f"ctrbench kernels bench --device cpu --ops entropy_fusion --quick --out {out}"
+    assert run["command"] == f"ctrbench kernels bench --device cpu --ops entropy_fusion --quick --threads 1 --out {out}"
+    assert run["machine"]["torch_threads"] == 1 and all(r["threads"] == "1" for r in rows)
     readme = (out / "README.md").read_text()
     assert run["command"] in readme and run["machine"]["cpu"] in readme and "torch threads" in readme
     assert "### entropy_fusion" in readme and "| mode | provider | ms_p50 |" in readme

@@ -83,7 +83,7 @@ def _bytes(B: int, K: int, mode: str, elem: int = 4) -> int:
     return fwd if mode == "fwd" else fwd + bwd
 
 
-def _providers(device: str) -> dict[str, Callable]:
+def providers(device: str) -> dict[str, Callable]:
     """name -> f(logits, tau) -> (fused, weights). On the CPU the reference also runs under torch.compile
     (batch dimension dynamic: one compile per K and mode); on CUDA only eager is compared, to keep the GPU
     run short. Interpreted Triton is not timed (it is a test tool, not a CPU backend)."""
@@ -102,17 +102,17 @@ def bench(device: str = "cpu", quick: bool = False) -> list[dict]:
     if device == "cpu":
         steady_state_allocator()
     copy_gbps = copy_bandwidth_gbps(device)
-    providers = _providers(device)
+    funcs = providers(device)
     sizes, members = (QUICK_SIZES, QUICK_MEMBERS) if quick else (SIZES, MEMBERS)
     rows = []
     with torch._dynamo.config.patch(recompile_limit=64):
         for K in members:
             for B in sizes:
-                rows += _bench_shape(device, providers, B, K, copy_gbps)
+                rows += _bench_shape(device, funcs, B, K, copy_gbps)
     return rows
 
 
-def _bench_shape(device: str, providers: dict[str, Callable], B: int, K: int, copy_gbps: float) -> list[dict]:
+def _bench_shape(device: str, funcs: dict[str, Callable], B: int, K: int, copy_gbps: float) -> list[dict]:
     x = torch.randn(B, K, device=device) * 3.0
     tau = torch.tensor(0.5, device=device, requires_grad=True)
     gf = torch.randn(B, device=device)
@@ -120,7 +120,7 @@ def _bench_shape(device: str, providers: dict[str, Callable], B: int, K: int, co
     torch._dynamo.mark_dynamic(x, 0)
     torch._dynamo.mark_dynamic(xg, 0)
     timings: dict[tuple[str, str], tuple[float, float, float]] = {}
-    for name, f in providers.items():
+    for name, f in funcs.items():
         def fwd(f=f):
             with torch.no_grad():
                 return f(x, tau)

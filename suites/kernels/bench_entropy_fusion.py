@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ctrbench.kernels.entropy_fusion.bench import MEMBERS, SIZES, _providers
+from ctrbench.kernels.entropy_fusion.bench import MEMBERS, SIZES, providers
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-PROVIDERS = _providers(DEVICE)
+PROVIDERS = providers(DEVICE)
 
 
 def _sync():

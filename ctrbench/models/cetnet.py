@@ -107,11 +107,13 @@ class CETNet(CTRModel):
     """Collaborative ensemble of distinct members with entropy-weighted fusion (our interpretation; see module)."""
 
     class Params(ModelParams):
-        members: list[MemberSpec] = Field(default_factory=_default_members, min_length=1)
+        members: list[MemberSpec] = Field(default_factory=_default_members, min_length=1, description=(
+            "[{model, params, name}] registered models with their own params; embedding_dim, embedding_backend, "
+            "kernel_backend, embedding_init(_std) set here (not at default) are handed to members that do not set them"))
         fusion: Literal["entropy", "mean"] = Field("entropy", description="'mean' = equal weights (ablation)")
         space: Literal["prob", "logit"] = Field("prob", description="fuse probabilities or logits")
         tau: float = Field(1.0, gt=0, description="softmax temperature (initial value when learned)")
-        learn_tau: bool = True
+        learn_tau: bool = Field(True, description="learn τ (as log τ) with the dense parameters")
         detach_weights: bool = Field(False, description="no gradient through the fusion weights")
         eps: float = Field(1e-6, gt=0, lt=0.5, description="probabilities are clamped to [eps, 1 - eps]")
         member_loss_weight: float = Field(1.0, ge=0, description="α: weight of each member's own BCE")

@@ -214,11 +214,31 @@ class EmbeddingCollection(nn.Module):
         return out.view(n_bags, b, self.dim).transpose(0, 1)
 
     def sequence_embedding(self, batch: Batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unpooled [B, T, d] embeddings of a packed sequence and its mask [B, T] (for sequential models)."""
+        """Unpooled [B, T, d] embeddings of a sequence and its id mask [B, T] (ids != 0), for sequential models."""
         seq = batch.sequences[name].long()
-        owner = self.table_index[self.seq_owner[name]]
-        ids = torch.where(seq == 0, seq, seq + self.table_offsets[owner])
-        return F.embedding(ids, self.weight, padding_idx=0, sparse=self.sparse), seq != 0
+        return self.sequence_ids_embedding(name, seq), seq != 0
+
+    def sequence_ids_embedding(self, name: str, ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings [..., d] of ids (any shape) of sequence field `name`: a sequence owned by a categorical field
+        reads the packed table, one owned by a pretrained field the frozen table through that field's projection;
+        id 0 (padding) gives 0 either way. Ids outside the owner's vocabulary raise EmbeddingIndexError."""
+        ids = ids.long()
+        owner = self.seq_owner[name]
+        if owner in self.table_index:
+            k = self.table_index[owner]
+            self._check_sequence_ids(name, ids, self.table_sizes[k])
+            rows = torch.where(ids == 0, ids, ids + self.table_offsets[k])
+            return F.embedding(rows, self.weight, padding_idx=0, sparse=self.sparse)
+        table = getattr(self, f"frozen_{owner}")
+        self._check_sequence_ids(name, ids, table.shape[0])
+        vec = self.projections[owner](F.embedding(ids, table))
+        return vec * (ids != 0).unsqueeze(-1).to(vec.dtype)
+
+    def _check_sequence_ids(self, name: str, seq: torch.Tensor, bound: int) -> None:
+        if self.validate_ids and seq.numel():
+            hi, lo = int(seq.max()), int(seq.min())
+            if hi >= bound or lo < 0:
+                raise EmbeddingIndexError(name, hi if hi >= bound else lo, bound)
 
     # -- pretrained ---------------------------------------------------------------------------------
     def _lookup_pretrained(self, batch: Batch) -> list[torch.Tensor]:

@@ -1,0 +1,118 @@
+"""DIEN (Zhou et al., AAAI 2019; FuxiCTR/BARS DIEN): per behaviour group an interest extractor (GRU over the
+history), target attention over the interest states, and an interest-evolving AUGRU (or AGRU/AIGRU/GRU) whose
+final state joins the other field embeddings in the MLP.
+
+Left padding: only each row's valid behaviours are embedded and packed in time order (layers/gru.py), so the
+GRUs step over real behaviours only (oldest first) and the final state is the state after the most recent one;
+a row without history gives a zero final state and no attention weight.
+
+Auxiliary loss (DIEN §4.2, optional, `aux_loss_weight` > 0): the interest state h_t must tell the next
+behaviour e_{t+1} from a negative, step t+1 of another row of the batch (negative sampling from the batch): BCE of aux_net([h_t, e]) over the valid
+pairs, weighted, returned by `aux_loss()` after a training forward. BARS's DIEN runs used no auxiliary loss
+(aux_loss_alpha 0), din_attention with Dice and softmax, AUGRU, DNN [1024, 512, 256].
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from ctrbench.models.base import CTRModel
+from ctrbench.models.din import Activation, SequentialParams
+from ctrbench.models.layers.behaviour import BehaviourInputs
+from ctrbench.models.layers.dice import make_mlp
+from ctrbench.models.layers.gru import PackedBehaviours, PackedGRU, pack_behaviours
+from ctrbench.models.layers.target_attention import TargetAttention
+from ctrbench.models.registry import register
+
+
+@register("dien")
+class DIEN(CTRModel):
+    """Embeddings + per-group GRU -> attention -> AUGRU final state -> MLP."""
+
+    class Params(SequentialParams):
+        gru_type: Literal["augru", "agru", "aigru", "gru"] = "augru"
+        attention_type: Literal["din", "bilinear", "dot"] = "din"
+        attention_hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+        attention_activation: Activation = "dice"
+        attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+        use_softmax: bool = Field(True, description="softmax over the valid interest states (BARS: yes)")
+        aux_loss_weight: float = Field(0.0, ge=0.0, description="α of the auxiliary loss; 0 = off (BARS)")
+        aux_hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+
+    def __init__(self, spec, vocab_sizes, params=None, tables=None):
+        super().__init__(spec, vocab_sizes, params, tables)
+        p = self.params
+        self.embedding = self.make_embedding()
+        self.inputs = BehaviourInputs(spec, self.embedding, p.sequence_groups, p.max_seq_len)
+        widths = [self.inputs.group_width(k) for k in range(len(self.inputs.groups))]
+        self.extractors = nn.ModuleList(PackedGRU(w, w) for w in widths)
+        self.attention = nn.ModuleList(
+            TargetAttention(w, p.attention_type, p.attention_hidden_units, p.attention_activation,
+                            p.attention_dropout, p.use_softmax) if p.gru_type != "gru" else nn.Identity()
+            for w in widths)
+        kind = p.gru_type if p.gru_type in ("augru", "agru") else "gru"
+        self.evolution = nn.ModuleList(PackedGRU(w, w, kind) for w in widths)
+        self.aux_nets = nn.ModuleList(
+            make_mlp(2 * w, p.aux_hidden_units, 1, activation="relu") for w in widths) if p.aux_loss_weight else None
+        self._aux: torch.Tensor | None = None
+        d_in = self.inputs.num_other * self.embedding_dim + sum(widths)
+        self.mlp = make_mlp(d_in, p.hidden_units, 1, activation=p.hidden_activations, dropout=p.net_dropout,
+                            batch_norm=p.batch_norm)
+
+    def _evolve(self, k: int, interests: torch.Tensor, target: torch.Tensor, packing: PackedBehaviours,
+                batch_size: int) -> torch.Tensor:
+        """The interest-evolving layer's final state per row [B, H] (0 for a row without history)."""
+        kind = self.params.gru_type
+        scores = None
+        if kind != "gru":
+            scores = self.attention[k].weights_jagged(target[packing.order], interests, packing.rank)
+        if kind in ("augru", "agru"):
+            _, final = self.evolution[k](interests, packing, scores)
+        else:  # gru: the interests as they are; aigru: scaled by their attention
+            _, final = self.evolution[k](interests if scores is None else interests * scores.unsqueeze(-1), packing)
+        return packing.unsort(final, batch_size)
+
+    def _aux_term(self, k: int, interests: torch.Tensor, data: torch.Tensor, packing: PackedBehaviours
+                  ) -> torch.Tensor | None:
+        """BCE of aux_net([h_t, e_{t+1}]) = 1 and aux_net([h_t, e'_{t+1}]) = 0, where e' is step t+1 of another
+        row of the batch (the next row in length order still running at t+1)."""
+        step, rank = packing.step, packing.rank
+        later = step >= 1  # entries e_{t+1}: each pairs with its own row's state at t
+        sizes = packing.batch_sizes.to(step.device)
+        ok = later & (sizes[step] >= 2)
+        if not bool(ok.any()):
+            return None
+        pos = ok.nonzero().squeeze(1)
+        s, r = step[pos], rank[pos]
+        h = interests[packing.offsets[s - 1] + r]
+        neg = packing.offsets[s] + (r + 1) % sizes[s]
+        pairs = torch.cat([torch.cat([h, data[pos]], -1), torch.cat([h, data[neg]], -1)])
+        logits = self.aux_nets[k](pairs).squeeze(-1)
+        labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(pos))]).to(logits)
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+    def forward(self, batch) -> torch.Tensor:
+        fields = self.embedding(batch)
+        b = batch.batch_size
+        parts = [self.inputs.others(fields).flatten(1)]
+        aux_terms = []
+        for k in range(len(self.inputs.groups)):
+            tokens, rows, recency, lengths = self.inputs.jagged(self.embedding, batch, k)
+            packing = pack_behaviours(rows, recency, lengths)
+            data = tokens[packing.perm]
+            interests, _ = self.extractors[k](data, packing)
+            parts.append(self._evolve(k, interests, self.inputs.target(fields, k), packing, b))
+            if self.aux_nets is not None and self.training:
+                term = self._aux_term(k, interests, data, packing)
+                if term is not None:
+                    aux_terms.append(term)
+        self._aux = self.params.aux_loss_weight * torch.stack(aux_terms).mean() if aux_terms else None
+        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """α · the auxiliary next-behaviour loss of the last training forward (None when off or in eval)."""
+        return self._aux

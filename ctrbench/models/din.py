@@ -1,0 +1,64 @@
+"""DIN (Zhou et al., KDD 2018; FuxiCTR/BARS DIN): target attention over each behaviour group, then an MLP.
+
+Per behaviour group (layers/behaviour.py: BARS's din_sequence_field / din_target_field tuples), the activation
+unit scores every valid behaviour against the target, MLP([q, k, q − k, q ⊙ k]), and the weighted sum of the
+behaviours replaces the group's sequences among the inputs; the MLP reads [other field embeddings (targets
+included) ‖ attention outputs]. BARS configs: attention MLP [512, 256], Dice, no softmax, DNN [1024, 512, 256]
+(Amazon: Dice, Taobao: ReLU), embedding dim 64/32/64; the defaults here are smaller for 2-core CPU runs.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from ctrbench.models.base import CTRModel
+from ctrbench.models.dnn import MLPParams
+from ctrbench.models.layers.behaviour import BehaviourInputs
+from ctrbench.models.layers.dice import make_mlp
+from ctrbench.models.layers.target_attention import TargetAttention
+from ctrbench.models.registry import register
+
+Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "prelu", "dice"]
+
+
+class SequentialParams(MLPParams):
+    """Settings shared by the sequential baselines: which sequences are attended together, how much history."""
+
+    hidden_activations: Activation = "relu"
+    sequence_groups: list[list[str]] | None = Field(
+        None, description="behaviour groups (aligned sequence fields); None = the BARS config's, else one per field")
+    max_seq_len: int | None = Field(None, gt=0, description="keep only the most recent slots; None = all")
+
+
+@register("din")
+class DIN(CTRModel):
+    """Embeddings + DIN target attention per behaviour group -> MLP."""
+
+    class Params(SequentialParams):
+        attention_hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+        attention_activation: Activation = "dice"
+        attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+        use_softmax: bool = Field(False, description="softmax over the valid behaviours (DIN's default: no)")
+
+    def __init__(self, spec, vocab_sizes, params=None, tables=None):
+        super().__init__(spec, vocab_sizes, params, tables)
+        p = self.params
+        self.embedding = self.make_embedding()
+        self.inputs = BehaviourInputs(spec, self.embedding, p.sequence_groups, p.max_seq_len)
+        widths = [self.inputs.group_width(k) for k in range(len(self.inputs.groups))]
+        self.attention = torch.nn.ModuleList(
+            TargetAttention(w, "din", p.attention_hidden_units, p.attention_activation, p.attention_dropout,
+                            p.use_softmax) for w in widths)
+        d_in = self.inputs.num_other * self.embedding_dim + sum(widths)
+        self.mlp = make_mlp(d_in, p.hidden_units, 1, activation=p.hidden_activations, dropout=p.net_dropout,
+                            batch_norm=p.batch_norm)
+
+    def forward(self, batch) -> torch.Tensor:
+        fields = self.embedding(batch)
+        parts = [self.inputs.others(fields).flatten(1)]
+        for k, att in enumerate(self.attention):
+            tokens, rows, _, _ = self.inputs.jagged(self.embedding, batch, k)
+            parts.append(att.pool_jagged(self.inputs.target(fields, k), tokens, rows))
+        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)

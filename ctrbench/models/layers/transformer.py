@@ -1,0 +1,63 @@
+"""A transformer encoder over jagged behaviour sequences (BST, TransAct): torch's nn.TransformerEncoder with a
+key-padding mask, run on length buckets.
+
+Input and output are jagged: N tokens [N, D] with their row and their distance from the row's end (0 = most
+recent), the rows' lengths [B]. Rows are sorted by length and encoded in chunks of `chunk_rows`, each laid out
+dense only as wide as its own longest row (left-padded), so the cost follows the real lengths rather than the
+batch's longest history and no [B, T_max, D] tensor is built (exact: a row's outputs depend on its own tokens
+only). A row's padded slots are masked out of the attention; a row without tokens has nothing to attend to
+and gives no output.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FFN_ACTIVATIONS: dict[str, Callable] = {"relu": F.relu, "gelu": F.gelu, "leaky_relu": F.leaky_relu, "silu": F.silu}
+
+
+class SequenceEncoder(nn.Module):
+    """`num_layers` post-norm transformer layers (MHA + FFN, residuals, LayerNorm) over jagged tokens of width dim."""
+
+    def __init__(self, dim: int, num_heads: int = 1, num_layers: int = 1, ffn_dim: int | None = None,
+                 dropout: float = 0.0, activation: str = "relu", chunk_rows: int = 256):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"transformer width {dim} is not divisible by num_heads={num_heads}")
+        if activation not in FFN_ACTIVATIONS:
+            raise ValueError(f"unknown FFN activation {activation!r}; valid: {', '.join(FFN_ACTIVATIONS)}")
+        layer = nn.TransformerEncoderLayer(dim, num_heads, ffn_dim or dim, dropout,
+                                           activation=FFN_ACTIVATIONS[activation], batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.chunk_rows = chunk_rows
+
+    def forward(self, tokens: torch.Tensor, rows: torch.Tensor, recency: torch.Tensor, lengths: torch.Tensor
+                ) -> torch.Tensor:
+        """tokens [N, D] of rows [N] at distance recency [N] from their row's end -> outputs [N, D], same order."""
+        if tokens.shape[0] == 0:
+            return tokens
+        b = lengths.shape[0]
+        lengths = lengths.to(torch.int64)
+        order = torch.argsort(lengths, stable=True)  # shortest first: chunks of similar lengths
+        rank_of_row = torch.empty_like(order)
+        rank_of_row[order] = torch.arange(b, device=order.device)
+        rank = rank_of_row[rows]
+        chunk = rank // self.chunk_rows
+        perm = torch.argsort(chunk, stable=True)  # tokens grouped by chunk: one gather, then a split
+        counts = torch.bincount(chunk, minlength=(b + self.chunk_rows - 1) // self.chunk_rows).tolist()
+        pieces = zip(tokens[perm].split(counts), (rank % self.chunk_rows)[perm].split(counts),
+                     recency[perm].split(counts), lengths[order].split(self.chunk_rows))
+        outs = []
+        for tok, row, rec, n in pieces:
+            if tok.shape[0] == 0:
+                continue
+            width = max(int(n.max()), 1)
+            slot = width - 1 - rec
+            dense = tok.new_zeros(n.shape[0], width, tok.shape[1]).index_put((row, slot), tok)
+            pad = torch.arange(width, device=n.device)[None, :] < (width - n)[:, None]
+            pad[:, -1] = False  # a row without tokens attends to one (zero) slot: finite, and never read
+            outs.append(self.encoder(dense, src_key_padding_mask=pad)[row, slot])
+        return torch.cat(outs).index_select(0, torch.argsort(perm))

@@ -1,4 +1,4 @@
-"""The baselines of the InterFormer and CETNet tables: the sequential models (DIN, DIEN, BST, TransAct) on the three
+"""The baselines of the InterFormer and CETNet tables: the sequential models (DIN, DIEN, BST, TransAct, DMIN) on the three
 sequential layouts and the interaction models (FmFM, DOT, Wukong, xDeepFM, AutoInt+) on a tabular and a
 sequential one train; left padding is respected (padded ids are invisible, the most recent id matters, a row
 does not depend on its batch), empty histories stay finite; the shared layers match their plain definitions."""
@@ -26,6 +26,7 @@ SEQUENTIAL = {
     "dien": {"attention_hidden_units": [16], "aux_loss_weight": 0.5, "aux_hidden_units": [8]},
     "bst": {"num_heads": 2},
     "transact": {"ffn_dim": 16, "first_k": 2, "dcn_cross_layers": 1},
+    "dmin": {"num_heads": 2, "attention_hidden_units": [8], "pos_emb_dim": 4},
 }
 INTERACTION = {
     "fmfm": {},
@@ -169,6 +170,8 @@ def test_rows_do_not_depend_on_their_batch(name, caches):
     assert bool(encoders) == (name in ("bst", "transact"))
     for m in encoders:
         m.chunk_rows = 16
+    if name == "dmin":
+        model.params.chunk_rows = 16
     b = _batch(cache, 128)
     lengths = torch.stack(list(b.lengths.values())).amax(0)
     short = (lengths <= 4).nonzero().flatten()

@@ -70,10 +70,16 @@ class TargetAttention(nn.Module):
         h = h + F.linear(k, w[:, d:2 * d] - w[:, 2 * d:3 * d]) + F.linear(query[rows] * k, w[:, 3 * d:])
         return rest(h)
 
-    def weights_jagged(self, query: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def weights_jagged(self, query: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor,
+                       token_query: torch.Tensor | None = None) -> torch.Tensor:
         """Attention weights [N] of jagged behaviours tokens [N, D] of rows [N] against query [B, D] (softmax
-        within each row when `softmax`)."""
-        w = self._pair_scores(query, rows, tokens)
+        within each row when `softmax`); `token_query` [N, D] gives each behaviour its own query instead
+        (DMIN's position-aware query)."""
+        if token_query is None:
+            w = self._pair_scores(query, rows, tokens)
+        else:
+            idx = torch.arange(tokens.shape[0], device=tokens.device)
+            w = self._pair_scores(token_query, idx, tokens)
         return segment_softmax(w, rows, query.shape[0]) if self.softmax and w.numel() else w
 
     def pool_jagged(self, query: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

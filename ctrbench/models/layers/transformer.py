@@ -37,27 +37,42 @@ class SequenceEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor, rows: torch.Tensor, recency: torch.Tensor, lengths: torch.Tensor
                 ) -> torch.Tensor:
         """tokens [N, D] of rows [N] at distance recency [N] from their row's end -> outputs [N, D], same order."""
-        if tokens.shape[0] == 0:
-            return tokens
-        b = lengths.shape[0]
-        lengths = lengths.to(torch.int64)
-        order = torch.argsort(lengths, stable=True)  # shortest first: chunks of similar lengths
-        rank_of_row = torch.empty_like(order)
-        rank_of_row[order] = torch.arange(b, device=order.device)
-        rank = rank_of_row[rows]
-        chunk = rank // self.chunk_rows
-        perm = torch.argsort(chunk, stable=True)  # tokens grouped by chunk: one gather, then a split
-        counts = torch.bincount(chunk, minlength=(b + self.chunk_rows - 1) // self.chunk_rows).tolist()
-        pieces = zip(tokens[perm].split(counts), (rank % self.chunk_rows)[perm].split(counts),
-                     recency[perm].split(counts), lengths[order].split(self.chunk_rows))
-        outs = []
-        for tok, row, rec, n in pieces:
-            if tok.shape[0] == 0:
-                continue
-            width = max(int(n.max()), 1)
-            slot = width - 1 - rec
-            dense = tok.new_zeros(n.shape[0], width, tok.shape[1]).index_put((row, slot), tok)
-            pad = torch.arange(width, device=n.device)[None, :] < (width - n)[:, None]
+
+        def encode(dense: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+            pad = pad.clone()
             pad[:, -1] = False  # a row without tokens attends to one (zero) slot: finite, and never read
-            outs.append(self.encoder(dense, src_key_padding_mask=pad)[row, slot])
-        return torch.cat(outs).index_select(0, torch.argsort(perm))
+            return self.encoder(dense, src_key_padding_mask=pad)
+
+        return run_chunked(tokens, rows, recency, lengths, encode, tokens.shape[1], self.chunk_rows)
+
+
+def run_chunked(tokens: torch.Tensor, rows: torch.Tensor, recency: torch.Tensor, lengths: torch.Tensor,
+                fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], out_dim: int,
+                chunk_rows: int = 256) -> torch.Tensor:
+    """Apply a per-row sequence function to jagged tokens, in length buckets: rows sorted by length, `chunk_rows`
+    at a time laid out dense [n, W, D] (left-padded to the chunk's longest row W) with the padding mask
+    [n, W] (True = padding), fn(dense, pad) -> [n, W, out_dim], read back at the tokens' slots -> [N, out_dim]
+    in the input order. fn must keep rows independent of each other."""
+    if tokens.shape[0] == 0:
+        return tokens.new_zeros(0, out_dim)
+    b = lengths.shape[0]
+    lengths = lengths.to(torch.int64)
+    order = torch.argsort(lengths, stable=True)  # shortest first: chunks of similar lengths
+    rank_of_row = torch.empty_like(order)
+    rank_of_row[order] = torch.arange(b, device=order.device)
+    rank = rank_of_row[rows]
+    chunk = rank // chunk_rows
+    perm = torch.argsort(chunk, stable=True)  # tokens grouped by chunk: one gather, then a split
+    counts = torch.bincount(chunk, minlength=(b + chunk_rows - 1) // chunk_rows).tolist()
+    pieces = zip(tokens[perm].split(counts), (rank % chunk_rows)[perm].split(counts), recency[perm].split(counts),
+                 lengths[order].split(chunk_rows))
+    outs = []
+    for tok, row, rec, n in pieces:
+        if tok.shape[0] == 0:
+            continue
+        width = max(int(n.max()), 1)
+        slot = width - 1 - rec
+        dense = tok.new_zeros(n.shape[0], width, tok.shape[1]).index_put((row, slot), tok)
+        pad = torch.arange(width, device=n.device)[None, :] < (width - n)[:, None]
+        outs.append(fn(dense, pad)[row, slot])
+    return torch.cat(outs).index_select(0, torch.argsort(perm))

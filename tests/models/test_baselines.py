@@ -1,4 +1,4 @@
-"""The baselines of the InterFormer and CETNet tables: the sequential models (DIN, DIEN, BST, TransAct, DMIN) on the three
+"""The baselines of the InterFormer and CETNet tables: the sequential models (DIN, DIEN, BST, TransAct, DMIN, DMR) on the three
 sequential layouts and the interaction models (FmFM, DOT, Wukong, xDeepFM, AutoInt+) on a tabular and a
 sequential one train; left padding is respected (padded ids are invisible, the most recent id matters, a row
 does not depend on its batch), empty histories stay finite; the shared layers match their plain definitions."""
@@ -27,6 +27,7 @@ SEQUENTIAL = {
     "bst": {"num_heads": 2},
     "transact": {"ffn_dim": 16, "first_k": 2, "dcn_cross_layers": 1},
     "dmin": {"num_heads": 2, "attention_hidden_units": [8], "pos_emb_dim": 4},
+    "dmr": {"attention_hidden_units": [8], "pos_emb_dim": 4, "enable_i2i_rel": True},
 }
 INTERACTION = {
     "fmfm": {},

@@ -49,7 +49,7 @@ class TargetAttention(nn.Module):
         self.mlp = make_mlp(4 * dim, hidden_units, 1, activation=activation, dropout=dropout) if kind == "din" else None
         self.weight = nn.Parameter(torch.eye(dim)) if kind == "bilinear" else None
 
-    def _pair_scores(self, query: torch.Tensor, rows: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def pair_scores(self, query: torch.Tensor, rows: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Raw scores [N] of N (target, behaviour) pairs: targets query[rows] ([B, D] indexed), behaviours k [N, D]."""
         if k.shape[0] == 0:
             return k.new_zeros(0)
@@ -76,10 +76,10 @@ class TargetAttention(nn.Module):
         within each row when `softmax`); `token_query` [N, D] gives each behaviour its own query instead
         (DMIN's position-aware query)."""
         if token_query is None:
-            w = self._pair_scores(query, rows, tokens)
+            w = self.pair_scores(query, rows, tokens)
         else:
             idx = torch.arange(tokens.shape[0], device=tokens.device)
-            w = self._pair_scores(token_query, idx, tokens)
+            w = self.pair_scores(token_query, idx, tokens)
         return segment_softmax(w, rows, query.shape[0]) if self.softmax and w.numel() else w
 
     def pool_jagged(self, query: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -92,7 +92,7 @@ class TargetAttention(nn.Module):
             rows, slots = valid.nonzero(as_tuple=True)
             out = keys.new_zeros(valid.shape)
             if rows.numel():
-                out = out.index_put((rows, slots), self._pair_scores(query, rows, keys[rows, slots]))
+                out = out.index_put((rows, slots), self.pair_scores(query, rows, keys[rows, slots]))
         elif self.kind == "bilinear":
             out = torch.einsum("btd,de,be->bt", keys, self.weight, query)
         else:

@@ -114,18 +114,20 @@ class SignalMixer:
 # ---------------------------------------------------------------------------------------------- calibration
 
 
-def expected_auc(p: np.ndarray) -> float:
-    """AUC expected when each row is positive with probability p (rows weighted p as positives, 1-p as
-    negatives, pairs of rows compared by p; ties ½). Smooth in p, so it can be solved for."""
-    p = np.sort(np.asarray(p, dtype=np.float64))
-    wpos, wneg = p, 1.0 - p
-    # all rows distinct in practice; ties among sorted p handled by grouping equal values
-    uniq, inv, counts = np.unique(p, return_inverse=True, return_counts=True)
-    neg_per = np.bincount(inv, weights=wneg)
-    pos_per = np.bincount(inv, weights=wpos)
+def expected_auc(p: np.ndarray, scores: np.ndarray | None = None) -> float:
+    """AUC of `scores` (default: p itself) expected when row i is positive with probability p_i: each row counts
+    p_i as a positive and 1 - p_i as a negative, pairs of distinct rows are compared by score, ties ½. No label
+    noise, so it is smooth in p (solvable) and a low-variance way to compare a model's ranking to the oracle's."""
+    p = np.asarray(p, dtype=np.float64)
+    s = p if scores is None else np.asarray(scores, dtype=np.float64)
+    _, inv = np.unique(s, return_inverse=True)
+    inv = inv.reshape(-1)
+    pos_per = np.bincount(inv, weights=p)
+    neg_per = np.bincount(inv, weights=1.0 - p)
     neg_below = np.cumsum(neg_per) - neg_per
-    num = np.sum(pos_per * (neg_below + 0.5 * neg_per)) - 0.5 * np.sum(wpos * wneg)  # minus self-pairs
-    den = wpos.sum() * wneg.sum() - np.sum(wpos * wneg)
+    self_pairs = np.sum(p * (1.0 - p))
+    num = np.sum(pos_per * (neg_below + 0.5 * neg_per)) - 0.5 * self_pairs
+    den = p.sum() * (1.0 - p).sum() - self_pairs
     return float(num / den)
 
 

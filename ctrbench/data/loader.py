@@ -1,6 +1,8 @@
 """Batches straight from the cache: an index permutation per epoch, slices gathered block by block.
 
-No per-row Python. Shuffling is seeded by (seed, epoch). Last-batch policy: the final partial batch is
+No per-row Python; each block is gathered with one `np.take` into a fresh array and handed to torch without a
+copy (the `offsets` of the single-valued sparse layout are shared between batches of the same size and must
+not be modified in place). Shuffling is seeded by (seed, epoch). Last-batch policy: the final partial batch is
 kept unless `drop_last=True`. Sharding for data-parallel training: rank r of W takes every W-th row of
 the (shuffled) order, and all ranks are cut to the same row count (the at most W-1 leftover rows of an
 epoch are dropped, so every rank runs the same number of steps).
@@ -46,6 +48,9 @@ class BatchLoader:
         self.categorical_keys = [f.name for f in spec.categorical]
         self.pretrained_keys = [f.name for f in spec.pretrained]
         self.sequence_keys = [f.name for f in spec.sequences]
+        # plain ndarray views of the memmaps: cheaper indexing than through np.memmap
+        self._blocks = {k: np.asarray(v) for k, v in self.data.blocks.items()}
+        self._offsets_cache: dict = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose permutation the next iteration uses."""
@@ -71,38 +76,48 @@ class BatchLoader:
         return idx
 
     def __iter__(self):
-        idx = self.order()
+        contiguous = not self.shuffle and self.world_size == 1
+        idx = None if contiguous else self.order()
         for i in range(len(self)):
-            rows = idx[i * self.batch_size : (i + 1) * self.batch_size]
-            if self.shuffle:
-                rows = np.sort(rows)  # same batch, better locality on the memmaps
-            yield self.gather(rows)
+            lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, self.shard_rows)
+            if contiguous:
+                yield self.gather(slice(lo, hi))  # in order: plain copies of contiguous ranges
+            else:
+                rows = idx[lo:hi]
+                yield self.gather(np.sort(rows) if self.shuffle else rows)  # same batch, better locality
+
+    def _offsets(self, n: int) -> torch.Tensor:
+        key = (len(self.categorical_keys), n)
+        if self._offsets_cache.get("key") != key:
+            self._offsets_cache = {"key": key, "value": torch.from_numpy(np.arange(key[0] * n + 1, dtype=np.int64))}
+        return self._offsets_cache["value"]
 
     def gather(self, rows: np.ndarray | slice) -> Batch:
         """The Batch of the given rows (an index array or a slice)."""
-        d = self.data
-        label = torch.from_numpy(np.asarray(d["label"][rows], dtype=np.float32))
-        b = label.shape[0]
-        if "numeric" in d:
-            dense = torch.from_numpy(np.asarray(d["numeric"][rows], dtype=np.float32))
+        b = self._blocks
+        if isinstance(rows, slice):
+            take = lambda name: np.array(b[name][rows])  # noqa: E731
         else:
-            dense = torch.zeros(b, 0)
-        if "categorical" in d:
-            cat = torch.from_numpy(np.asarray(d["categorical"][rows]).astype(np.int64))
+            take = lambda name: np.take(b[name], rows, axis=0)  # noqa: E731
+        label = torch.from_numpy(take("label").astype(np.float32, copy=False))
+        n = label.shape[0]
+        dense = torch.from_numpy(take("numeric").astype(np.float32, copy=False)) if "numeric" in b else torch.zeros(n, 0)
+        if "categorical" in b:  # feature-major int64 values in one pass
+            values = np.ascontiguousarray(take("categorical").T, dtype=np.int64).reshape(-1)
         else:
-            cat = torch.zeros(b, 0, dtype=torch.int64)
-        sparse = KeyedJagged.from_single_valued(self.categorical_keys, cat)
+            values = np.zeros(0, dtype=np.int64)
+        sparse = KeyedJagged(self.categorical_keys, torch.from_numpy(values), self._offsets(n), n)
         sequences, lengths = {}, {}
         for name in self.sequence_keys:
             block = f"seq__{name}"
-            if block in d:
-                seq = torch.from_numpy(np.asarray(d[block][rows]).astype(np.int64))
-                sequences[name] = seq
-                lengths[name] = (seq != 0).sum(dim=1)
+            if block in b:
+                seq = take(block)
+                lengths[name] = torch.from_numpy(np.count_nonzero(seq, axis=1).astype(np.int64))
+                sequences[name] = torch.from_numpy(seq.astype(np.int64))
         pretrained = {}
-        if "pretrained" in d:
-            pre = torch.from_numpy(np.asarray(d["pretrained"][rows]).astype(np.int64))
-            pretrained = {k: pre[:, j] for j, k in enumerate(self.pretrained_keys)}
-        group_id = torch.from_numpy(np.asarray(d["group_id"][rows])) if "group_id" in d else None
-        oracle_p = torch.from_numpy(np.asarray(d["oracle_p"][rows], dtype=np.float32)) if "oracle_p" in d else None
+        if "pretrained" in b:
+            pre = take("pretrained").astype(np.int64)
+            pretrained = {k: torch.from_numpy(np.ascontiguousarray(pre[:, j])) for j, k in enumerate(self.pretrained_keys)}
+        group_id = torch.from_numpy(take("group_id")) if "group_id" in b else None
+        oracle_p = torch.from_numpy(take("oracle_p").astype(np.float32, copy=False)) if "oracle_p" in b else None
         return Batch(dense, sparse, label, sequences, lengths, pretrained, group_id, oracle_p)

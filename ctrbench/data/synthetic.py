@@ -52,7 +52,7 @@ KNOBS: dict[str, TwinKnobs] = {
     "avazu": TwinKnobs({"first": 0.45, "pair": 0.40, "higher": 0.15}),
     "amazonelectronics_x1": TwinKnobs({"first": 0.20, "rel_mean": 0.25, "rel_attn": 0.35, "cate_match": 0.20},
                                       chunk_rows=32_768),
-    "taobaoad_x1": TwinKnobs({"first": 0.35, "pair": 0.25, "higher": 0.05, "numeric": 0.10, "rel_attn": 0.25},
+    "taobaoad_x1": TwinKnobs({"first": 0.25, "pair": 0.25, "higher": 0.05, "numeric": 0.10, "rel_attn": 0.35},
                              chunk_rows=32_768),
     "kuaivideo_x1": TwinKnobs({"first": 0.25, "pair": 0.25, "visual": 0.15, "rel_pos": 0.25, "rel_neg": 0.10},
                               chunk_rows=32_768),
@@ -129,6 +129,7 @@ def generate_twin(
 
     writer = CacheWriter(path, spec)
     plan = split_plan(spec, rows, knobs)
+    horizon = (rows // knobs.days) * knobs.days if knobs.days else rows  # t = 1 at the end of the last full day
     keep = {}
     show = progress if progress is not None else rows >= 5_000_000
     bar = _progress(rows, f"twin {spec.name}") if show else None
@@ -138,7 +139,7 @@ def generate_twin(
             for c_idx, start in enumerate(range(lo, hi, knobs.chunk_rows)):
                 n = min(knobs.chunk_rows, hi - start)
                 rng = np.random.default_rng([seed, 2, s_idx, c_idx])
-                t = (np.arange(start, start + n) + 0.5) / rows
+                t = np.minimum((np.arange(start, start + n) + 0.5) / horizon, 1 - 1e-12)
                 blocks, parts, off = model.sample(rng, n, t)
                 p = sigmoid(bias + scale * mixer(parts) + off)
                 label = (rng.random(n) < p).astype(np.float32)

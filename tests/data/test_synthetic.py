@@ -1,0 +1,194 @@
+"""Synthetic twins: determinism, schema fidelity, base CTR, the tuned oracle AUC, and that the planted model
+holds signal a logistic regression cannot reach."""
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+
+from ctrbench import metrics
+from ctrbench.data.cache import Cache
+from ctrbench.data.click_model import expected_auc
+from ctrbench.data.registry import DATASETS, get_spec
+from ctrbench.data.schema import Kind
+from ctrbench.data.synthetic import generate_twin
+
+ROWS = 20_000
+NAMES = sorted(DATASETS)
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory):
+    root = tmp_path_factory.mktemp("twins")
+    return {name: generate_twin(get_spec(name), root / name, rows=ROWS, seed=0) for name in NAMES}
+
+
+def _digest(cache: Cache) -> dict:
+    out = {}
+    for f in sorted(cache.path.rglob("*")):
+        if f.is_file() and f.name != "manifest.json":
+            out[str(f.relative_to(cache.path))] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def test_same_seed_same_bytes(tmp_path, monkeypatch):
+    import dataclasses
+
+    from ctrbench.data import synthetic
+
+    spec = get_spec("kuaivideo_x1")  # histories, a pretrained table; small chunks -> several per split
+    monkeypatch.setitem(synthetic.KNOBS, spec.name, dataclasses.replace(synthetic.KNOBS[spec.name], chunk_rows=3000))
+    a = generate_twin(spec, tmp_path / "a", rows=12_000, seed=7)
+    b = generate_twin(spec, tmp_path / "b", rows=12_000, seed=7)
+    c = generate_twin(spec, tmp_path / "c", rows=12_000, seed=8)
+    da, db, dc = _digest(a), _digest(b), _digest(c)
+    assert da == db and "tables/item_emb.npy" in da and "train/seq__pos_items.bin" in da
+    assert all(da[k] != dc[k] for k in da)
+    assert a.manifest["twin"]["scale"] == b.manifest["twin"]["scale"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_schema_fidelity(twins, name):
+    cache = twins[name]
+    spec = cache.spec
+    assert set(cache.split_names) == {"train", "valid", "test"}
+    assert sum(cache.split(s).rows for s in cache.split_names) == ROWS
+    vocab = cache.vocab_sizes
+    for f in spec.features:
+        if f.kind in (Kind.CATEGORICAL, Kind.PRETRAINED, Kind.SEQUENCE):
+            assert vocab[f.vocab_owner] >= 4, f.name
+            assert vocab[f.vocab_owner] <= max(f.cardinality, 4) or f.name == "userid" or f.kind == Kind.SEQUENCE
+    for s in cache.split_names:
+        d = cache.split(s)
+        n = d.rows
+        cat = np.asarray(d["categorical"])
+        assert cat.dtype == np.int32 and cat.shape == (n, len(spec.categorical))
+        for j, f in enumerate(spec.categorical):
+            assert cat[:, j].min() >= 0 and cat[:, j].max() <= vocab[f.name] - 1, f.name
+            if spec.name != "kuaivideo_x1":  # only KuaiVideo's item_id has OOV ids (min count 10 in the real set)
+                assert cat[:, j].max() <= vocab[f.name] - 2, f.name
+        if spec.numeric:
+            num = np.asarray(d["numeric"])
+            assert num.dtype == np.float32 and num.shape == (n, len(spec.numeric)) and np.isfinite(num).all()
+        else:
+            assert "numeric" not in d
+        for f in spec.sequences:
+            seq = np.asarray(d[f"seq__{f.name}"])
+            assert seq.dtype == np.int32 and seq.shape == (n, f.max_len)
+            assert seq.min() >= 0 and seq.max() <= vocab[f.vocab_owner] - 1
+            nz = seq != 0
+            assert np.array_equal(nz, np.sort(nz, axis=1)), f"{f.name} is not left-padded"
+            assert nz.any(axis=1).mean() > 0.5
+        if spec.pretrained:
+            pre = np.asarray(d["pretrained"])
+            assert pre.shape == (n, len(spec.pretrained)) and pre.min() >= 1
+            assert pre.max() <= vocab[spec.pretrained[0].name] - 2
+        assert ("group_id" in d) == (spec.group_id is not None)
+        y, p = np.asarray(d["label"]), np.asarray(d["oracle_p"])
+        assert set(np.unique(y)) <= {0.0, 1.0} and 0 < p.min() and p.max() < 1
+    for f in spec.pretrained:
+        table = cache.table(f.name)
+        assert table.shape == (vocab[f.name], f.pretrained_dim) and not table[0].any() and not table[-1].any()
+    tw = cache.manifest["twin"]
+    assert tw["rows"] == ROWS and tw["seed"] == 0 and set(tw["oracle"]) == {"train", "valid", "test"}
+    assert tw["valid_is_test_in_bars"] == spec.valid_is_test
+
+
+def test_sequences_follow_the_catalog(twins):
+    """item -> category is one mapping shared by the targets and the histories."""
+    d = twins["amazonelectronics_x1"].split("train")
+    cat = np.asarray(d["categorical"])
+    ih, ch = np.asarray(d["seq__item_history"]), np.asarray(d["seq__cate_history"])
+    mapping = {}
+    for item, cate in zip(np.r_[cat[:, 0], ih[ih > 0]], np.r_[cat[:, 1], ch[ih > 0]]):
+        assert mapping.setdefault(item, cate) == cate
+    assert np.array_equal(ih > 0, ch > 0)
+    k = twins["kuaivideo_x1"].split("train")  # item_id and item_emb histories are the same items
+    pos, pos_emb = np.asarray(k["seq__pos_items"]), np.asarray(k["seq__pos_items_emb"])
+    assert np.array_equal(pos > 0, pos_emb > 0)
+
+
+def _hanley_mcneil_se(a: float, n_pos: int, n_neg: int) -> float:
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return math.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_base_ctr_and_oracle_auc_band(twins, name):
+    cache = twins[name]
+    spec, tw = cache.spec, cache.manifest["twin"]
+    y = np.concatenate([np.asarray(cache.split(s)["label"]) for s in cache.split_names])
+    p = np.concatenate([np.asarray(cache.split(s)["oracle_p"]) for s in cache.split_names])
+    base = spec.twin.base_ctr
+    assert abs(y.mean() - base) < 0.15 * base + 3 * math.sqrt(base * (1 - base) / ROWS)
+    assert abs(p.mean() - base) < 0.1 * base
+    target = tw["target_oracle_auc"]
+    assert spec.twin.best_published_auc + 0.005 <= target <= spec.twin.best_published_auc + 0.02
+    a = metrics.auc(y, p)
+    se = _hanley_mcneil_se(a, int(y.sum()), int((1 - y).sum()))
+    assert abs(a - target) < 4 * se + 0.003, (a, target, se)
+
+
+def _design(cache: Cache, split: str, scaler=None):
+    """One-hot ids (categorical, pretrained ids), length-normalised bags of history ids, standardised numerics."""
+    spec, d, vocab = cache.spec, cache.split(split), cache.vocab_sizes
+    owners = sorted({f.vocab_owner for f in spec.features if f.kind in (Kind.CATEGORICAL, Kind.SEQUENCE, Kind.PRETRAINED)})
+    base = dict(zip(owners, np.cumsum([0] + [vocab[o] for o in owners[:-1]])))
+    width = sum(vocab[o] for o in owners)
+    n = d.rows
+    mats = []
+    cat = np.asarray(d["categorical"]).astype(np.int64)
+    for j, f in enumerate(spec.categorical):
+        mats.append(sp.csr_matrix((np.ones(n), (np.arange(n), cat[:, j] + base[f.name])), shape=(n, width)))
+    for j, f in enumerate(spec.pretrained):
+        ids = np.asarray(d["pretrained"])[:, j].astype(np.int64)
+        mats.append(sp.csr_matrix((np.ones(n), (np.arange(n), ids + base[f.name])), shape=(n, width)))
+    for f in spec.sequences:
+        seq = np.asarray(d[f"seq__{f.name}"]).astype(np.int64)
+        r, c = np.nonzero(seq)
+        lens = np.maximum((seq != 0).sum(1), 1)
+        mats.append(sp.csr_matrix((1.0 / lens[r], (r, seq[r, c] + base[f.vocab_owner])), shape=(n, width)))
+    x = sum(mats[1:], mats[0]).tocsr()
+    if spec.numeric:
+        num = np.log1p(np.maximum(np.asarray(d["numeric"], dtype=np.float64), 0))
+        if scaler is None:
+            scaler = (num.mean(0), num.std(0) + 1e-9)
+        x = sp.hstack([x, sp.csr_matrix((num - scaler[0]) / scaler[1])]).tocsr()
+    return x, np.asarray(d["label"]), np.asarray(d["oracle_p"]), scaler
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_oracle_clearly_beats_logistic_regression(twins, name):
+    """LR fitted on train, compared on valid+test by the AUC expected under the oracle's probabilities (no label
+    noise in the comparison, so a small twin suffices even at a 3-5% CTR)."""
+    cache = twins[name]
+    x_tr, y_tr, _, scaler = _design(cache, "train")
+    held = [_design(cache, s, scaler) for s in ("valid", "test")]
+    x_ev, p_ev = sp.vstack([h[0] for h in held]).tocsr(), np.concatenate([h[2] for h in held])
+    lr = LogisticRegression(C=0.1, max_iter=400).fit(x_tr, y_tr)
+    auc_lr = expected_auc(p_ev, lr.predict_proba(x_ev)[:, 1])
+    auc_oracle = expected_auc(p_ev)
+    assert auc_oracle - auc_lr > 0.02, (auc_oracle, auc_lr)
+    assert auc_lr > 0.55  # the first-order signal is there for LR to find
+
+
+def test_terabyte_days_and_avazu_trend(twins):
+    tb = twins["criteo_terabyte"]
+    days = {s: np.unique(np.asarray(tb.split(s)["day"])) for s in tb.split_names}
+    assert list(days["train"]) == list(range(23)) and list(days["valid"]) == [23] == list(days["test"])
+    assert tb.manifest["twin"]["days"] == 24 and tb.manifest["twin"]["drift"]["block"] == "day"
+    av = twins["avazu_x1"]
+    assert av.positive_rate("train") > av.positive_rate("test")  # the x1 split's falling CTR
+
+
+def test_unknown_dataset_is_an_error(tmp_path):
+    import dataclasses
+
+    from ctrbench.errors import DataError
+
+    spec = dataclasses.replace(get_spec("criteo_x1"), name="nope")
+    with pytest.raises(DataError, match="no synthetic twin"):
+        generate_twin(spec, tmp_path / "x", rows=1000)
+    assert not (tmp_path / "x").exists()

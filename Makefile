@@ -26,7 +26,7 @@ test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
 bench: setup
-	$(BIN)/ctrbench run $(SUITE)
+	$(BIN)/ctrbench run $(SUITE) --executor process --workers 2
 	$(BIN)/ctrbench report $(SUITE)
 
 clean:

@@ -1,18 +1,22 @@
 """Synthetic twins with an oracle: every dataset's schema, filled from a planted click model whose true click
 probability is stored per row (`oracle_p`), so the oracle AUC, logloss and NE are exact.
 
-A twin imitates its real dataset (spec.twin): the feature schema in spec order, vocabularies scaled from the
-published cardinalities (`harmonic_cap`: C / (1 + C / (card_ratio * rows)), never below 4), Zipf ids (id 1 the
-most frequent, as FuxiCTR's frequency-sorted vocabularies; 0 = missing, C-1 = OOV never generated), numeric
-shapes per protocol, the base CTR, and for the sequential sets users with interest clusters whose timelines
-drive the histories (left-padded, most recent last; KuaiVideo keeps the oldest 100 as its converter did).
+A twin imitates its real dataset (spec.twin): the feature schema in spec order; vocabularies scaled from the
+published cardinalities, C / (1 + C / (card_ratio * rows)) (never below 4; small fields keep their size, big
+ones approach card_ratio * rows = 1000 at the default 200k rows, so the vocabularies are learnable from the
+rows); Zipf ids (exponent 1.1-1.4 per field; id 1 the most frequent, as FuxiCTR's frequency-sorted
+vocabularies; 0 = missing, C-1 = OOV); numeric shapes per protocol; the base CTR; and for the sequential sets
+users with interest topics whose timelines drive the histories (left-padded, most recent last; KuaiVideo keeps
+the oldest 100 as its converter did). The generators themselves live in `twin_models`.
 
-Labels: p = sigmoid(bias + scale * signal + offset(t)), where signal mixes standardised parts with fixed
-variance shares (first-order id effects, FM-like pairwise latent interactions, a higher-order term — a random
-tanh MLP over a few fields' latent factors plus a three-way product —, numeric effects, and for sequential
-sets target–history relevance: mean-pooled and attention-pooled latent similarity). `scale` and `bias` are
-solved at generation time on a pilot sample drawn from the same generator (deterministic given the seed) so
-that the expected oracle AUC = spec.twin.best_published_auc + `auc_margin` and the mean CTR = base_ctr.
+Labels: p = sigmoid(bias + scale * signal + offset(t)); signal mixes standardised parts with fixed variance
+shares (KNOBS): first-order id effects, an FM-like clique of pairwise latent interactions, a higher-order term
+(a random tanh MLP over three fields' latent factors plus a three-way product), numeric effects, and for the
+sequential sets target-history relevance (mean- and attention-pooled latent similarity). Every id's effects are
+shrunk by sqrt(n / (n + kappa)), n = its expected training rows, so the signal sits where this many rows can
+learn it. `scale` and `bias` are solved at generation time on a pilot sample from the same generator
+(deterministic given the seed): expected oracle AUC = spec.twin.best_published_auc + auc_margin (0.012) and
+mean CTR = base_ctr.
 
 Splits (rows in time order; t = row position in [0, 1)): criteo_x1 72/18/10, avazu_x1 70/10/20 (with a mild
 downward CTR trend, as the real x1 split shows), criteo_terabyte `days` equal days with drift (first-order
@@ -20,10 +24,10 @@ effects rotate slowly, a weekly bias wave; train = days 0..D-2, valid/test = hal
 block holds each row's day), everything else 80/10/10 — the sequential twins get a real validation split even
 though BARS validates on test (manifest: twin.valid_is_test_in_bars).
 
-Determinism: parameters come from rng(seed, 0), the pilot from rng(seed, 1), and chunk c of split s from
-rng(seed, 2, s, c) with a fixed chunk size; per-user timelines are counter-based hashes of (seed, user,
-position). Same seed and rows -> same bytes. Rows stream in chunks, so memory is bounded by the chunk and the
-parameter tables (which scale with the vocabularies, not the rows).
+Determinism: parameters come from rng(seed, 0) (frequency pilots rng(seed, 3)), the tuning pilot from
+rng(seed, 1), and chunk c of split s from rng(seed, 2, s, c) with a fixed chunk size; per-user timelines are
+counter-based hashes of (seed, user, position). Same seed and rows -> same bytes. Rows stream in chunks, so
+memory is bounded by the chunk and the parameter tables (which scale with the vocabularies, not the rows).
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ gradient read and every touched row read and written (+ its momentum for Adagrad
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -51,7 +52,8 @@ class Case:
     zipf: bool = False
     modes: tuple[str, ...] = ("fwd", "fwd+bwd+sgd", "fwd+bwd+adagrad")
     compiled: bool = False  # also time the torch.compile'd reference (compiles take tens of seconds)
-    per_table: bool = True
+    per_table: bool = True  # also time the per-table nn.EmbeddingBag loop
+    elementwise_adagrad: bool = False  # ... and its sparse torch.optim.Adagrad step (~0.8 s per call)
 
     @property
     def dist(self) -> str:
@@ -63,15 +65,15 @@ def cases(device: str, quick: bool) -> list[Case]:
         return [Case(8, 20_000, 64, 1024, 1, modes=("fwd", "fwd+bwd+sgd")),
                 Case(8, 20_000, 64, 1024, 20, modes=("fwd", "fwd+bwd+sgd"))]
     big = 100_000
-    out = [
-        Case(26, big, 64, 4096, 1, compiled=device == "cpu"),
-        Case(26, big, 64, 4096, 20, compiled=device == "cpu"),
-        Case(26, big, 64, 4096, 1, zipf=True),
-        Case(26, big, 64, 4096, 20, zipf=True),
-        Case(26, big, 16, 4096, 20, modes=("fwd", "fwd+bwd+sgd")),
-        Case(26, big, 128, 4096, 20, modes=("fwd", "fwd+bwd+sgd")),
+    full = dict(per_table=True, compiled=device == "cpu")
+    return [
+        Case(26, big, 64, 4096, 1, **full),
+        Case(26, big, 64, 4096, 20, elementwise_adagrad=True, **full),
+        Case(26, big, 64, 4096, 1, zipf=True, per_table=False),
+        Case(26, big, 64, 4096, 20, zipf=True, per_table=False),
+        Case(26, big, 16, 4096, 20, modes=("fwd", "fwd+bwd+sgd"), per_table=False),
+        Case(26, big, 128, 4096, 20, modes=("fwd", "fwd+bwd+sgd"), per_table=False),
     ]
-    return out
 
 
 def make_ids(c: Case, device: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +165,7 @@ def _per_table_impls(c: Case, idx, offs, grad, device: str) -> dict[str, Callabl
                 return run(bags_f)
         out["fwd"] = fwd
     for mode, optim in (("fwd+bwd+sgd", torch.optim.SGD), ("fwd+bwd+adagrad", torch.optim.Adagrad)):
-        if mode not in c.modes:
+        if mode not in c.modes or (mode == "fwd+bwd+adagrad" and not c.elementwise_adagrad):
             continue
         bags = make(True)
         opt = optim(bags.parameters(), lr=LR)
@@ -273,7 +275,8 @@ def plan(c: Case, device: str) -> list[tuple[str, str, str]]:
         add("fbgemm_tbe", "fbgemm_tbe", c.modes)
     if c.per_table:
         add("per_table", "per_table", ("fwd", "fwd+bwd+sgd"))
-        add("per_table", "per_table_sparse_adagrad_elementwise", ("fwd+bwd+adagrad",))
+        if c.elementwise_adagrad:
+            add("per_table", "per_table_sparse_adagrad_elementwise", ("fwd+bwd+adagrad",))
     if device == "cpu" and c.compiled:
         add("reference_compiled", "reference_compiled", ("fwd", "fwd+bwd+sgd"))
     if device != "cpu":
@@ -304,15 +307,37 @@ def speedups(mode: str, ms: float, timings: dict[tuple[str, str], float]) -> dic
     return {f"x_vs_{b}": (_sig(timings[(mode, b)] / ms, 3) if (mode, b) in timings else None) for b in BASELINES}
 
 
+def _time_round_robin(fns: dict[str, Callable], device: str, reps: int = 10, warmup: int = 2):
+    """(p50, p20, p80) ms per fn. On the CPU the fns take turns (one call each per round), so a change in the
+    machine's load during the run hits every impl alike; on CUDA each goes through triton's do_bench."""
+    if device == "cuda":
+        return {k: time_ms(f, device) for k, f in fns.items()}
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    q = torch.tensor([0.5, 0.2, 0.8], dtype=torch.float64)
+    return {k: tuple(float(x) for x in torch.tensor(v, dtype=torch.float64).quantile(q)) for k, v in times.items()}
+
+
 def _bench_case(c: Case, device: str, copy_gbps: float) -> list[dict]:
     idx, offs = make_ids(c, device)
     grad = torch.randn(c.B, c.T * c.D, device=device)
     timings: dict[tuple[str, str], tuple[float, float, float]] = {}
     steps = plan(c, device)
-    for maker in dict.fromkeys(m for m, _, _ in steps):
-        fns = make_impls(maker, c, idx, offs, grad, device)
-        for _, impl, mode in (s for s in steps if s[0] == maker):
-            timings[(mode, impl)] = time_ms(fns[mode], device, min_reps=10, min_seconds=0.0)
+    for mode in c.modes:  # every impl of one mode built at once and timed in turns
+        one = replace(c, modes=(mode,))
+        fns = {}
+        for maker, impl, m in steps:
+            if m == mode:
+                fns[impl] = make_impls(maker, one, idx, offs, grad, device)[mode]
+        for impl, t in _time_round_robin(fns, device).items():
+            timings[(mode, impl)] = t
         del fns
         gc.collect()
     medians = {k: v[0] for k, v in timings.items()}

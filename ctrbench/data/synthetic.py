@@ -26,12 +26,12 @@ though BARS validates on test (manifest: twin.valid_is_test_in_bars).
 
 Determinism: parameters come from rng(seed, 0) (frequency pilots rng(seed, 3)), the tuning pilot from
 rng(seed, 1), and chunk c of split s from rng(seed, 2, s, c) with a fixed chunk size; per-user timelines are
-counter-based hashes of (seed, user, position). Same seed and rows -> same bytes. Rows stream in chunks, so
+counter-based hashes of (seed, user, position). Same seed and rows -> same bytes (on one machine and numpy
+build: float rounding of BLAS/SIMD kernels may differ elsewhere). Rows stream in chunks, so
 memory is bounded by the chunk and the parameter tables (which scale with the vocabularies, not the rows).
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 

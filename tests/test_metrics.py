@@ -83,9 +83,9 @@ def test_gauc_is_fast_for_many_groups():
     y = rng.random(n) < 0.3
     s = rng.random(n)
     g = rng.integers(0, 200_000, n)
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: the wall clock of a shared machine measures the neighbours
     val = metrics.gauc(y, s, g)
-    assert time.perf_counter() - t < 5.0
+    assert time.process_time() - t < 5.0
     assert 0.45 < val < 0.55
 
 

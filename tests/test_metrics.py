@@ -79,13 +79,13 @@ def test_gauc_is_fast_for_many_groups():
     import time
 
     rng = np.random.default_rng(0)
-    n = 1_000_000
+    n = 500_000
     y = rng.random(n) < 0.3
     s = rng.random(n)
     g = rng.integers(0, 200_000, n)
     t = time.process_time()  # CPU time: the wall clock of a shared machine measures the neighbours
     val = metrics.gauc(y, s, g)
-    assert time.process_time() - t < 5.0
+    assert time.process_time() - t < 3.0
     assert 0.45 < val < 0.55
 
 

@@ -181,7 +181,7 @@ inline __attribute__((always_inline)) int64_t forward_range_body(const Layout& L
     const uint64_t rows = static_cast<uint64_t>(L.feat_rows[f]);
     const scalar_t* Wf = W + L.feat_base[f] * D;
     const int64_t* bo = L.offs + f * B;
-    const int64_t jlast = bo[b1];
+    const int64_t jlast = bo[B];  // prefetch across work items of the same feature (same table)
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t s = bo[b], e = bo[b + 1];
       for (int64_t d = 0; d < D; ++d) acc[d] = 0;

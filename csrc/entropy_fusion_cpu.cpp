@@ -12,7 +12,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -20,7 +22,7 @@
 // The 32-byte vector types below never cross a non-inlined call boundary; silence the ABI note.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-#if defined(__GNUC__) && defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define CTRBENCH_EWF_X86 1
 #else
 #define CTRBENCH_EWF_X86 0
@@ -53,9 +55,11 @@ namespace portable {
 #undef CTRBENCH_EWF_LANES
 }  // namespace portable
 
+// AVX2 when the CPU has it, unless CTRBENCH_CPU_PORTABLE=1 (lets the tests check the portable copy here).
 bool use_avx2() {
 #if CTRBENCH_EWF_X86
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          !(std::getenv("CTRBENCH_CPU_PORTABLE") && std::string(std::getenv("CTRBENCH_CPU_PORTABLE")) == "1");
   return yes;
 #else
   return false;
@@ -77,7 +81,7 @@ inline void forward_block(const float* x, float* f, float* w, int64_t rows, int6
 }
 inline void forward_block(const double* x, double* f, double* w, int64_t rows, int64_t K, double bound,
                           double inv_tau, bool logit, double* s) {
-  portable::forward_block_f64(x, f, w, rows, K, bound, inv_tau, logit, s);
+  CTRBENCH_EWF_DISPATCH(forward_block_f64, x, f, w, rows, K, bound, inv_tau, logit, s);
 }
 inline double backward_block(const float* x, const float* w, const float* gf, const float* gw, float* gx,
                              int64_t rows, int64_t K, double bound, double inv_tau, bool logit, bool detach,
@@ -88,7 +92,7 @@ inline double backward_block(const float* x, const float* w, const float* gf, co
 inline double backward_block(const double* x, const double* w, const double* gf, const double* gw, double* gx,
                              int64_t rows, int64_t K, double bound, double inv_tau, bool logit, bool detach,
                              double* s) {
-  return portable::backward_block_f64(x, w, gf, gw, gx, rows, K, bound, inv_tau, logit, detach, s);
+  return CTRBENCH_EWF_DISPATCH(backward_block_f64, x, w, gf, gw, gx, rows, K, bound, inv_tau, logit, detach, s);
 }
 
 // Blocks per parallel task: enough elements per task that forking threads pays off.
@@ -192,7 +196,11 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& logits, const 
 }  // namespace entropy_fusion
 }  // namespace ctrbench
 
+// Which copy of the float kernels runs here: "avx2" or "portable".
+static std::string entropy_fusion_cpu_isa() { return ctrbench::entropy_fusion::use_avx2() ? "avx2" : "portable"; }
+
 TORCH_LIBRARY_FRAGMENT(ctrbench, m) {
+  m.def("_entropy_fusion_cpu_isa() -> str", &entropy_fusion_cpu_isa);
   m.def("_entropy_fusion_fwd(Tensor logits, Tensor tau, int space, float eps) -> (Tensor, Tensor)");
   m.def(
       "_entropy_fusion_bwd(Tensor logits, Tensor tau, Tensor weights, Tensor grad_fused, Tensor? grad_weights, "

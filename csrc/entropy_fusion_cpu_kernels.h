@@ -38,15 +38,15 @@ struct LanesF32 {
     q = q * r + 4.1665795894e-2f;
     q = q * r + 1.6666665459e-1f;
     q = q * r + 5.0000001201e-1f;
-    const V y = (q * r * r + r + 1.0f) * reinterpret_cast<const V&>(static_cast<const i32xN&>((ni + 127) << 23));
+    const V y = (q * r * r + r + 1.0f) * (V)((ni + 127) << 23);  // vector cast = bit reinterpretation
     return x < -87.0f ? splat(0.0f) : y;  // underflow to 0 (inputs here are <= 0)
   }
   // log for positive normal x (here x = 1 + e in [1, 2]).
   static CTRBENCH_EWF_INLINE V log(V x) {
-    const i32xN bits = reinterpret_cast<const i32xN&>(x);
+    const i32xN bits = (i32xN)x;
     V e = __builtin_convertvector((bits >> 23) - 126, V);
     const i32xN mbits = (bits & 0x007fffff) | 0x3f000000;
-    V m = reinterpret_cast<const V&>(mbits);  // mantissa in [0.5, 1)
+    V m = (V)mbits;  // mantissa in [0.5, 1)
     const i32xN small = m < 0.707106781186547524f;
     e = small ? e - 1.0f : e;
     m = small ? m + m - 1.0f : m - 1.0f;

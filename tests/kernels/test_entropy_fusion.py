@@ -4,6 +4,10 @@ The Triton backend runs in the interpreter in test_entropy_fusion_triton.py (a c
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +33,7 @@ SPACES = ("prob", "logit")
 def test_cpp_backend_is_built():
     assert resolve_backend("cpp", "cpu") == "cpp"
     assert resolve_backend(None, "cpu") == "cpp"
+    assert torch.ops.ctrbench._entropy_fusion_cpu_isa() in ("avx2", "portable")
 
 
 # ---------------------------------------------------------------- the definition
@@ -129,6 +134,25 @@ def test_bf16_and_fp16_logits_run_in_fp32_math():
             fused, weights = entropy_weighted_fusion(x.to(dtype), 0.5, backend=backend)
             assert fused.dtype == dtype and weights.dtype == dtype
             torch.testing.assert_close(fused.double(), ref, atol=2e-2, rtol=2e-2)
+
+
+def test_cpp_portable_kernels_match_reference():
+    """The 4-lane portable copy (non-AVX2 CPUs, ARM) is forced with CTRBENCH_CPU_PORTABLE=1 in a child."""
+    code = (
+        "import torch\n"
+        "import ctrbench.kernels._C\n"
+        "from ewf_cases import check_backend, make_logits\n"
+        "assert torch.ops.ctrbench._entropy_fusion_cpu_isa() == 'portable'\n"
+        "for B, K, space, detach in [(300, 4, 'prob', False), (77, 3, 'logit', False), (64, 8, 'prob', True),\n"
+        "                            (5, 1, 'logit', False), (40, 2, 'prob', False)]:\n"
+        "    for dtype in (torch.float32, torch.float64):\n"
+        "        check_backend('cpp', make_logits(B, K, dtype, seed=B), 0.6, space, detach)\n"
+        "print('portable ok')\n"
+    )
+    env = dict(os.environ, CTRBENCH_CPU_PORTABLE="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and "portable ok" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 # ---------------------------------------------------------------- numerics at the edges

@@ -148,6 +148,19 @@ inline void axpy(acc_t* __restrict acc, const scalar_t* __restrict row, acc_t w,
   }
 }
 
+// acc[0:D] = w * row[0:D] (starting a sum from its first term instead of zeroing: a zeroing loop compiles to
+// `rep stos`, which costs more than the whole update of a 64-float row).
+template <int kD, typename acc_t, typename scalar_t>
+inline void scale_set(acc_t* __restrict acc, const scalar_t* __restrict row, acc_t w, int64_t D) {
+  if constexpr (kD > 0) {
+#pragma omp simd
+    for (int d = 0; d < kD; ++d) acc[d] = w * static_cast<acc_t>(row[d]);
+  } else {
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) acc[d] = w * static_cast<acc_t>(row[d]);
+  }
+}
+
 template <int kD, typename acc_t, typename scalar_t>
 inline void add(acc_t* __restrict acc, const scalar_t* __restrict row, int64_t D) {
   if constexpr (kD > 0) {
@@ -184,7 +197,7 @@ inline __attribute__((always_inline)) int64_t forward_range_body(const Layout& L
     const int64_t jlast = bo[B];  // prefetch across work items of the same feature (same table)
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t s = bo[b], e = bo[b + 1];
-      for (int64_t d = 0; d < D; ++d) acc[d] = 0;
+      bool empty = true;  // the first valid row starts the sum
       for (int64_t j = s; j < e; ++j) {
         if (j + kPrefetch < jlast) {
           const uint64_t pid = static_cast<uint64_t>(static_cast<int64_t>(idx[j + kPrefetch]));
@@ -195,12 +208,17 @@ inline __attribute__((always_inline)) int64_t forward_range_body(const Layout& L
           bad = std::min(bad, j);
           continue;
         }
-        if constexpr (kPsw) {
-          axpy<kD, acc_t>(acc, Wf + id * D, static_cast<acc_t>(psw[j]), D);
+        const acc_t w = kPsw ? static_cast<acc_t>(psw[j]) : acc_t(1);
+        if (empty) {
+          scale_set<kD, acc_t>(acc, Wf + id * D, w, D);
+          empty = false;
+        } else if constexpr (kPsw) {
+          axpy<kD, acc_t>(acc, Wf + id * D, w, D);
         } else {
           add<kD, acc_t>(acc, Wf + id * D, D);
         }
       }
+      if (empty) std::fill(acc, acc + D, acc_t(0));
       const acc_t scale = (mean && e > s) ? acc_t(1) / static_cast<acc_t>(e - s) : acc_t(1);
       scalar_t* o = out + b * FD + f * D;
 #pragma omp simd
@@ -451,12 +469,14 @@ inline __attribute__((always_inline)) void apply_range_body(const Layout& L, con
     scalar_t* Wt = W + table_base[t] * D;
     for (int64_t i = i0; i < i1; ++i) {
       if (kMode != kOptNone && i + kPrefetch < i1) prefetch_row_w(Wt + urow[i + kPrefetch] * D, D);
-      for (int64_t d = 0; d < D; ++d) acc[d] = 0;
-      for (int64_t p = seg[i]; p < seg[i + 1]; ++p) {
+      for (int64_t p = seg[i]; p < seg[i + 1]; ++p) {  // every segment has at least one entry
         if (p + kPrefetch < pend) prefetch_row(grad + static_cast<int64_t>(grow[p + kPrefetch]) * D, D);
         const scalar_t* g = grad + static_cast<int64_t>(grow[p]) * D;
-        if (scale != nullptr) {
-          axpy<kD, acc_t>(acc, g, scale[p], D);
+        const acc_t sc = scale != nullptr ? scale[p] : acc_t(1);
+        if (p == seg[i]) {
+          scale_set<kD, acc_t>(acc, g, sc, D);
+        } else if (scale != nullptr) {
+          axpy<kD, acc_t>(acc, g, sc, D);
         } else {
           add<kD, acc_t>(acc, g, D);
         }

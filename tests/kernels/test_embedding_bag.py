@@ -65,6 +65,8 @@ EDGE_CASES = {
     "shared_tables": dict(rows=(4, 9), feature_table=[0, 1, 1, 0]),
     "batch_zero": dict(B=0),
     "dim_128": dict(D=128, rows=(50, 70), B=9, max_len=8),
+    "big_sparse_table": dict(rows=(200_000, 7), D=3, max_len=4, psw=True, pooling="mean", dup=False),  # sort path
+    "big_sparse_table_dups": dict(rows=(200_000,), D=4, max_len=6, dup=True),  # sort path, repeated rows
 }
 
 

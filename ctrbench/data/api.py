@@ -16,7 +16,10 @@ SOURCES = ("synthetic", "real")
 
 
 def twin_tag(rows: int, seed: int) -> str:
-    return f"twin-{rows}r-seed{seed}"
+    """Cache folder of a twin: the generator version is part of it, so a changed generator never reuses old twins."""
+    from ctrbench.data.synthetic import GENERATOR_VERSION
+
+    return f"twin-v{GENERATOR_VERSION}-{rows}r-seed{seed}"
 
 
 def open_dataset(

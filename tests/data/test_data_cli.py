@@ -5,6 +5,7 @@ import json
 import pytest
 
 from ctrbench.cli import main
+from ctrbench.data.api import open_dataset, twin_tag
 from ctrbench.data.cache import Cache, cache_dir
 from ctrbench.data.registry import DATASETS, get_spec
 
@@ -71,6 +72,17 @@ def test_twin_builds_the_synthetic_cache(tmp_path, capsys):
     root = tmp_path / "root"
     assert main(["data", "twin", "avazu_x1", "--rows", "3000", "--seed", "1", "--data-root", str(root)]) == 0
     assert "avazu_x1 twin" in capsys.readouterr().out
-    assert [p.name for p in (root / "avazu_x1").iterdir()] == ["twin-3000r-seed1"]
+    assert [p.name for p in (root / "avazu_x1").iterdir()] == [twin_tag(3000, 1)]
     with pytest.raises(SystemExit):
         main(["data", "twin"])
+
+
+def test_twin_cache_is_keyed_by_generator_version(tmp_path, monkeypatch):
+    """A changed generator must build a new twin, never silently reuse one cached by an older version."""
+    from ctrbench.data import synthetic
+
+    old = open_dataset("avazu_x1", rows=500, seed=3, data_root=tmp_path)
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
+    new = open_dataset("avazu_x1", rows=500, seed=3, data_root=tmp_path)
+    assert old.path != new.path
+    assert sorted(p.name for p in (tmp_path / "avazu_x1").iterdir()) == sorted([old.path.name, new.path.name])

@@ -123,18 +123,23 @@ class InteractionArch(nn.Module):
             init_linear(lin)
         self.drop = nn.Dropout(p.net_dropout)
         self.norm = nn.LayerNorm(dim)
+        self.pre_norm = p.norm_placement == "pre"
 
     def forward(self, x: torch.Tensor, s_sum: torch.Tensor | None) -> torch.Tensor:
         z = x if s_sum is None else torch.cat([x, s_sum], dim=1)
+        if self.pre_norm:
+            return x + self.drop(self.mlp(self.back(self.block(self.norm(z)))))
         return self.norm(x + self.drop(self.mlp(self.back(self.block(z)))))
 
 
 class SequenceArch(nn.Module):
-    """S' = LayerNorm(U + MHA(U)), U = RMSNorm(S + GELU(PFFN(X_sum, S))); padded rows zeroed."""
+    """post-norm: S' = LayerNorm(U + MHA(U)), U = RMSNorm(S + GELU(PFFN(X_sum, S)));
+    pre-norm: S' = U + MHA(LayerNorm(U)), U = S + GELU(PFFN(X_sum, RMSNorm(S))); padded rows zeroed."""
 
     def __init__(self, dim: int, p):
         super().__init__()
-        self.pffn = PFFNBlock(p.num_cls, dim, p.pffn)
+        self.pre_norm = p.norm_placement == "pre"
+        self.pffn = PFFNBlock(p.num_cls, dim, p.pffn, pre_norm=self.pre_norm)
         self.mha = InterleavedMultiheadAttention(dim, p.num_heads, num_prefix=p.num_cls, rope=p.rope,
                                                  rope_base=p.rope_base, backend=p.kernel_backend)
         self.drop = nn.Dropout(p.net_dropout)
@@ -142,7 +147,10 @@ class SequenceArch(nn.Module):
 
     def forward(self, seq, summary, lengths, valid: torch.Tensor) -> torch.Tensor:
         u = self.pffn(seq, summary)
-        out = self.norm(u + self.drop(self.mha(u, lengths)))
+        if self.pre_norm:
+            out = u + self.drop(self.mha(self.norm(u), lengths))
+        else:
+            out = self.norm(u + self.drop(self.mha(u, lengths)))
         return out * valid.unsqueeze(-1).to(out.dtype)
 
 
@@ -172,11 +180,13 @@ class InterFormer(CTRModel):
         rope: bool = True
         rope_base: float = Field(10000.0, gt=1.0)
         pma_over_cls: bool = True
+        norm_placement: Literal["post", "pre"] = Field(
+            "post", description="Sequence/Interaction Arch norms after the residual add (post) or on the branch input (pre)")
         head_input: Literal["final", "layer"] = "final"
         head_units: list[int] = Field(default_factory=lambda: [64])
         hidden_activations: Activation = "silu"
         net_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-        masknet_hidden: int | None = Field(None, gt=0, description="MaskNet mask width; None = 2·k·d")
+        masknet_hidden: int | None = Field(None, gt=0, description="MaskNet mask width; None = k·d")
         max_seq_len: int | None = Field(None, gt=0, description="keep only the most recent slots; None = all")
 
         @model_validator(mode="before")

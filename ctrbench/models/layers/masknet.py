@@ -3,7 +3,7 @@ MaskNet(S) = MLP_lce(S ⊙ MLP_mask(S)) per position.
 
 Choice (spec §4 Q6): the k sequences are stacked per position along the feature axis ([B, T, k·d]; left
 padding aligns them on their most recent ends), MLP_mask is MaskNet's instance-guided mask (Linear -> ReLU ->
-Linear, k·d -> hidden -> k·d), and MLP_lce is one Linear(k·d, d) compressing the stacked features back to d.
+Linear, k·d -> hidden (k·d by default) -> k·d), and MLP_lce is one Linear(k·d, d) compressing the stacked features back to d.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class MaskNetMerge(nn.Module):
     def __init__(self, num_sequences: int, dim: int, hidden: int | None = None):
         super().__init__()
         kd = num_sequences * dim
-        hidden = hidden or 2 * kd
+        hidden = hidden or kd
         self.num_sequences, self.dim = num_sequences, dim
         self.mask = nn.Sequential(nn.Linear(kd, hidden), nn.ReLU(), nn.Linear(hidden, kd))
         self.lce = nn.Linear(kd, dim)

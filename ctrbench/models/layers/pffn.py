@@ -5,7 +5,7 @@ Generators (spec §4 Q4):
 - "low_rank" (the appendix, literally): W_b = X_sumᵀ W with a learned W ∈ R^{n_sum×d}, so W_b has rank ≤ n_sum;
 - "mlp": W_b = reshape(Linear(flatten X_sum)) — a full d×d matrix from all summary tokens (the main text's "f").
 The block around it follows Meta's production form (BMM + GELU + RMSNorm, KernelEvolve) with a residual:
-    PFFNBlock(S) = RMSNorm(S + GELU(S W_bᵀ)).
+    PFFNBlock(S) = RMSNorm(S + GELU(S W_bᵀ)) (post-norm) or S + GELU(RMSNorm(S) W_bᵀ) (pre-norm).
 """
 from __future__ import annotations
 
@@ -48,12 +48,16 @@ class PFFN(nn.Module):
 
 
 class PFFNBlock(nn.Module):
-    """RMSNorm(S + GELU(PFFN(X_sum, S)))."""
+    """post-norm: RMSNorm(S + GELU(PFFN(X_sum, S))); pre-norm: S + GELU(PFFN(X_sum, RMSNorm(S)))."""
 
-    def __init__(self, num_summary: int, dim: int, form: Literal["low_rank", "mlp"] = "low_rank"):
+    def __init__(self, num_summary: int, dim: int, form: Literal["low_rank", "mlp"] = "low_rank",
+                 pre_norm: bool = False):
         super().__init__()
         self.pffn = PFFN(num_summary, dim, form)
         self.norm = nn.RMSNorm(dim)
+        self.pre_norm = pre_norm
 
     def forward(self, seq: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
+        if self.pre_norm:
+            return seq + F.gelu(self.pffn(self.norm(seq), summary))
         return self.norm(seq + F.gelu(self.pffn(seq, summary)))

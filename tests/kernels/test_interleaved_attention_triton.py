@@ -1,29 +1,18 @@
 """The Triton interleaved_attention kernels under TRITON_INTERPRET=1 (CPU tensors), against the reference.
 
-Triton decides at decoration time whether a kernel is interpreted, so these tests run in a child pytest
-process started with TRITON_INTERPRET=1 (this process may already hold compiled-mode kernels, e.g. for the
-sm_90 ahead-of-time compile test). Shapes are tiny: the interpreter runs ~1 ms per program.
+The tests run in a child pytest process started with TRITON_INTERPRET=1 (triton_interp.py says why).
+Shapes are tiny: the interpreter runs ~1 ms per program.
 """
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-
 import pytest
 import torch
-
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+from triton_interp import INTERPRETED, run_interpreted
 
 if not INTERPRETED:
 
     def test_triton_kernels_under_interpreter():
-        env = dict(os.environ, TRITON_INTERPRET="1")
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-                              env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-        assert re.search(r"\d+ passed", proc.stdout) and "skipped" not in proc.stdout, proc.stdout[-2000:]
+        run_interpreted(__file__)
 
 else:
     from hypothesis import given, settings

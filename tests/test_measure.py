@@ -16,12 +16,7 @@ from ctrbench.measure import count_flops, environment, measure_cost, register_fl
 from ctrbench.models import build_model  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,7 @@ from ctrbench.train import TrainConfig, fit, make_optimizers  # noqa: E402
 SMALL_DNN = {"embedding_dim": 4, "hidden_units": [16]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
 """Tiny caches shared by the model tests (session-scoped, built once) and one torch thread per test
-(the suite runs beside other processes on 2 cores, where 2 torch threads thrash)."""
+(tests/conftest.py says why)."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from ctrbench.data.api import open_dataset
 
@@ -15,11 +14,8 @@ from tiny_cache import build_tiny_cache  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_torch_thread):
+    """Every model test runs on one torch thread (tests/conftest.py)."""
 
 
 TWIN_ROWS = 5000

@@ -25,7 +25,6 @@ gradient read and every touched row read and written (+ its momentum for Adagrad
 from __future__ import annotations
 
 import gc
-import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -34,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctrbench.kernels.backend import backend_status
+from ctrbench.kernels.bench_util import copy_bandwidth_gbps, sig, steady_state_allocator, time_round_robin
 from ctrbench.kernels.embedding_bag import reference as ref
 from ctrbench.kernels.embedding_bag.module import EmbeddingBagConfig, FusedEmbeddingBagCollection
-from ctrbench.kernels.entropy_fusion.bench import copy_bandwidth_gbps, steady_state_allocator, time_ms
 
 OP = "embedding_bag"
 LR = 1e-3
@@ -104,21 +103,27 @@ def bytes_moved(c: Case, idx: torch.Tensor, mode: str, elem: int = 4) -> int:
 # Each maker returns {mode: fn} for one case; fn runs one timed call. Tensors are built once per case.
 
 
+def _module_call(m: Callable, mode: str, idx, offs, grad) -> Callable:
+    """One timed call of a module m(idx, offs) whose backward steps its own optimizer: a no-grad forward for
+    "fwd", else forward + backward of `grad`."""
+    if mode == "fwd":
+        def fwd():
+            with torch.no_grad():
+                return m(idx, offs)
+        return fwd
+
+    def step():
+        m(idx, offs).backward(grad)
+    return step
+
+
 def _ebc_impls(c: Case, idx, offs, grad, backend: str, device: str) -> dict[str, Callable]:
     out = {}
     for mode in c.modes:
         opt = {"fwd": "none", "fwd+bwd+sgd": "sgd", "fwd+bwd+adagrad": "rowwise_adagrad"}[mode]
         m = FusedEmbeddingBagCollection.from_sizes([f"t{t}" for t in range(c.T)], [c.E] * c.T, c.D, optimizer=opt,
                                                    lr=LR, backend=backend, device=device)
-        if mode == "fwd":
-            def fwd(m=m):
-                with torch.no_grad():
-                    return m(idx, offs)
-            out[mode] = fwd
-        else:
-            def step(m=m):
-                m(idx, offs).backward(grad)
-            out[mode] = step
+        out[mode] = _module_call(m, mode, idx, offs, grad)
     return out
 
 
@@ -195,15 +200,7 @@ def _tbe_impls(c: Case, idx, offs, grad) -> dict[str, Callable]:
         if mode not in c.modes:
             continue
         tbe = SplitTableBatchedEmbeddingBagsCodegen(specs, optimizer=opt, learning_rate=LR, eps=1e-8)
-        if mode == "fwd":
-            def fwd(tbe=tbe):
-                with torch.no_grad():
-                    return tbe(idx, offs)
-            out[mode] = fwd
-        else:
-            def step(tbe=tbe):
-                tbe(idx, offs).backward(grad)
-            out[mode] = step
+        out[mode] = _module_call(tbe, mode, idx, offs, grad)
     return out
 
 
@@ -249,10 +246,6 @@ def _eager_reference_impls(c: Case, idx, offs, grad, device: str) -> dict[str, C
 
 
 # ---------------------------------------------------------------------------------------------- driver
-
-
-def _sig(value: float, digits: int) -> float:
-    return float(f"{value:.{digits}g}")
 
 
 def _tbe_available() -> bool:
@@ -304,25 +297,7 @@ BASELINES = ("concat", "per_table", "fbgemm_tbe", "reference_compiled", "referen
 
 def speedups(mode: str, ms: float, timings: dict[tuple[str, str], float]) -> dict[str, float | None]:
     """x_vs_<baseline> = baseline ms / ms for every baseline timed for this mode."""
-    return {f"x_vs_{b}": (_sig(timings[(mode, b)] / ms, 3) if (mode, b) in timings else None) for b in BASELINES}
-
-
-def _time_round_robin(fns: dict[str, Callable], device: str, reps: int = 10, warmup: int = 2):
-    """(p50, p20, p80) ms per fn. On the CPU the fns take turns (one call each per round), so a change in the
-    machine's load during the run hits every impl alike; on CUDA each goes through triton's do_bench."""
-    if device == "cuda":
-        return {k: time_ms(f, device) for k, f in fns.items()}
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append((time.perf_counter() - t0) * 1e3)
-    q = torch.tensor([0.5, 0.2, 0.8], dtype=torch.float64)
-    return {k: tuple(float(x) for x in torch.tensor(v, dtype=torch.float64).quantile(q)) for k, v in times.items()}
+    return {f"x_vs_{b}": (sig(timings[(mode, b)] / ms, 3) if (mode, b) in timings else None) for b in BASELINES}
 
 
 def _bench_case(c: Case, device: str, copy_gbps: float) -> list[dict]:
@@ -336,7 +311,7 @@ def _bench_case(c: Case, device: str, copy_gbps: float) -> list[dict]:
         for maker, impl, m in steps:
             if m == mode:
                 fns[impl] = make_impls(maker, one, idx, offs, grad, device)[mode]
-        for impl, t in _time_round_robin(fns, device).items():
+        for impl, t in time_round_robin(fns, device).items():
             timings[(mode, impl)] = t
         del fns
         gc.collect()
@@ -346,10 +321,10 @@ def _bench_case(c: Case, device: str, copy_gbps: float) -> list[dict]:
     for (mode, impl), (p50, p20, p80) in timings.items():
         gbps = nbytes[mode] / (p50 * 1e-3) / 1e9
         row = {"op": OP, "device": device, "T": c.T, "E": c.E, "D": c.D, "B": c.B, "L": c.L, "ids": c.dist,
-               "mode": mode, "impl": impl, "ms_p50": _sig(p50, 4), "ms_p20": _sig(p20, 4), "ms_p80": _sig(p80, 4),
-               "GBps": _sig(gbps, 3), "frac_of_copy": _sig(gbps / copy_gbps, 3)}
+               "mode": mode, "impl": impl, "ms_p50": sig(p50, 4), "ms_p20": sig(p20, 4), "ms_p80": sig(p80, 4),
+               "GBps": sig(gbps, 3), "frac_of_copy": sig(gbps / copy_gbps, 3)}
         row.update(speedups(mode, p50, medians))
-        row["copy_GBps"] = _sig(copy_gbps, 3)
+        row["copy_GBps"] = sig(copy_gbps, 3)
         row["threads"] = torch.get_num_threads()
         rows.append(row)
     return rows

@@ -8,14 +8,12 @@ keeps freed memory in its heap first (see steady_state_allocator).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import time
 from typing import Callable
 
 import torch
 
 from ctrbench.kernels.backend import backend_status
+from ctrbench.kernels.bench_util import copy_bandwidth_gbps, sig, steady_state_allocator, time_ms
 from ctrbench.kernels.entropy_fusion.op import entropy_weighted_fusion
 from ctrbench.kernels.entropy_fusion.reference import entropy_weighted_fusion_reference
 
@@ -24,57 +22,6 @@ SIZES = (4096, 65536, 1 << 20)
 MEMBERS = (2, 4, 8)
 QUICK_SIZES = (4096, 1 << 20)
 QUICK_MEMBERS = (4,)
-
-
-def steady_state_allocator() -> bool:
-    """Keep freed memory in glibc's heap (no mmap for big blocks, no trimming), as a long-running training
-    process reaches anyway. Otherwise every timed call of every provider re-faults its output pages from
-    the OS, which on this VM costs ~10 us per 4 KB page (~50 ms for 20 MB) and swamps the kernels.
-    Process-wide; returns False where glibc's mallopt is not available."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
-    except (OSError, AttributeError):
-        return False
-    if mallopt is None:
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
-
-
-def _sig(value: float, digits: int) -> float:
-    """value rounded to `digits` significant digits (small and large timings both stay readable)."""
-    return float(f"{value:.{digits}g}")
-
-
-def time_ms(fn: Callable[[], object], device: str, min_reps: int = 10, min_seconds: float = 0.25) -> tuple[float, float, float]:
-    """(p50, p20, p80) milliseconds of fn(): triton.testing.do_bench on CUDA (L2 flushed between calls),
-    else a wall-clock loop after 2 warm-up calls, at least `min_reps` calls and `min_seconds`."""
-    if device == "cuda":
-        import triton.testing
-
-        p50, p20, p80 = triton.testing.do_bench(fn, warmup=10, rep=60, quantiles=[0.5, 0.2, 0.8])
-        return float(p50), float(p20), float(p80)
-    for _ in range(2):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < min_seconds and len(times) < 200):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    q = torch.tensor(times).quantile(torch.tensor([0.5, 0.2, 0.8], dtype=torch.float64).float())
-    return float(q[0]), float(q[1]), float(q[2])
-
-
-def copy_bandwidth_gbps(device: str, mbytes: int = 256) -> float:
-    """Read + write bytes per second of a large tensor copy: this machine's practical memory bandwidth."""
-    n = mbytes * (1 << 20) // 4
-    src = torch.ones(n, device=device)
-    dst = torch.empty_like(src)
-    p50, _, _ = time_ms(lambda: dst.copy_(src), device, min_reps=5, min_seconds=0.2)
-    return 2 * src.numel() * 4 / (p50 * 1e-3) / 1e9
 
 
 def _bytes(B: int, K: int, mode: str, elem: int = 4) -> int:
@@ -137,10 +84,10 @@ def _bench_shape(device: str, funcs: dict[str, Callable], B: int, K: int, copy_g
         compiled = timings.get((mode, "compiled"))
         rows.append({
             "op": OP, "device": device, "mode": mode, "B": B, "K": K, "provider": name,
-            "ms_p50": _sig(p50, 4), "ms_p20": _sig(p20, 4), "ms_p80": _sig(p80, 4),
-            "GBps": _sig(gbps, 3), "frac_of_copy": _sig(gbps / copy_gbps, 3),
-            "x_vs_eager": _sig(timings[(mode, "eager")][0] / p50, 3),
-            "x_vs_compiled": _sig(compiled[0] / p50, 3) if compiled else None,
-            "copy_GBps": _sig(copy_gbps, 3), "threads": torch.get_num_threads(),
+            "ms_p50": sig(p50, 4), "ms_p20": sig(p20, 4), "ms_p80": sig(p80, 4),
+            "GBps": sig(gbps, 3), "frac_of_copy": sig(gbps / copy_gbps, 3),
+            "x_vs_eager": sig(timings[(mode, "eager")][0] / p50, 3),
+            "x_vs_compiled": sig(compiled[0] / p50, 3) if compiled else None,
+            "copy_GBps": sig(copy_gbps, 3), "threads": torch.get_num_threads(),
         })
     return rows

@@ -19,11 +19,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from ctrbench.kernels import bench_util
 from ctrbench.kernels.backend import backend_status
 from ctrbench.kernels.interleaved_attention.op import interleaved_attention
 from ctrbench.kernels.interleaved_attention.reference import (
@@ -60,24 +62,8 @@ CUDA_SHAPES = (Shape(2048, 2, 4, 100, 32), Shape(2048, 2, 4, 100, 32, full=True)
                Shape(2048, 4, 4, 50, 16), ANCHOR)
 
 
-def time_ms(fn: Callable[[], object], device: str, min_reps: int = 10, min_seconds: float = 0.25) -> tuple[float, float, float]:
-    """(p50, p20, p80) milliseconds of fn(): triton.testing.do_bench on CUDA (L2 flushed between calls),
-    else a wall-clock loop after 2 warm-up calls, at least `min_reps` calls and `min_seconds`."""
-    if device == "cuda":
-        import triton.testing
-
-        p50, p20, p80 = triton.testing.do_bench(fn, warmup=10, rep=50, quantiles=[0.5, 0.2, 0.8])
-        return float(p50), float(p20), float(p80)
-    for _ in range(2):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < min_seconds and len(times) < 100):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    q = torch.tensor(times, dtype=torch.float64).quantile(torch.tensor([0.5, 0.2, 0.8], dtype=torch.float64))
-    return float(q[0]), float(q[1]), float(q[2])
+# bench_util.time_ms as this bench has always run it: at most 100 CPU calls, 50 ms of do_bench on CUDA
+time_ms = partial(bench_util.time_ms, max_reps=100, cuda_rep_ms=50)
 
 
 def matmul_peak_gflops(device: str) -> float:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ctrbench.models.layers.mlp import MLP, init_linear
+from ctrbench.models.layers.mlp import MLP
 
 ACTIVATION_NAMES = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "prelu", "dice")
 
@@ -26,34 +26,13 @@ class Dice(nn.Module):
         return p * x + (1 - p) * self.alpha * x
 
 
-class DiceMLP(nn.Module):
+class DiceMLP(MLP):
     """MLP with Dice activations: per hidden layer Linear -> [BatchNorm] -> Dice -> [Dropout]; 2-d input."""
 
     def __init__(self, input_dim: int, hidden_units: Sequence[int], output_dim: int | None = None, *,
                  dropout: float = 0.0, batch_norm: bool = False):
-        super().__init__()
-        layers: list[nn.Module] = []
-        dim = input_dim
-        for units in hidden_units:
-            lin = nn.Linear(dim, units)
-            init_linear(lin)
-            layers.append(lin)
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(units))
-            layers.append(Dice(units))
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            dim = units
-        if output_dim is not None:
-            out = nn.Linear(dim, output_dim)
-            init_linear(out)
-            layers.append(out)
-            dim = output_dim
-        self.net = nn.Sequential(*layers)
-        self.input_dim, self.output_dim = input_dim, dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        super().__init__(input_dim, hidden_units, output_dim, dropout=dropout, batch_norm=batch_norm,
+                         activation_factory=Dice)
 
 
 def make_mlp(input_dim: int, hidden_units: Sequence[int], output_dim: int | None = None, *,

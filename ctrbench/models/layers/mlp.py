@@ -1,7 +1,7 @@
 """The MLP block of FuxiCTR (MLP_Block): per hidden layer Linear -> [BatchNorm] -> activation -> [Dropout]."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -26,7 +26,8 @@ def init_linear(layer: nn.Linear) -> None:
 
 
 class MLP(nn.Module):
-    """Hidden layers `hidden_units` and, when `output_dim` is set, a final plain Linear to it."""
+    """Hidden layers `hidden_units` and, when `output_dim` is set, a final plain Linear to it. Each hidden
+    activation is activation_factory(units) when that is given (e.g. Dice), else `activation_name`'s."""
 
     def __init__(
         self,
@@ -38,6 +39,7 @@ class MLP(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = False,
         output_bias: bool = True,
+        activation_factory: Callable[[int], nn.Module] | None = None,
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -48,7 +50,7 @@ class MLP(nn.Module):
             layers.append(lin)
             if batch_norm:
                 layers.append(nn.BatchNorm1d(units))
-            layers.append(activation(activation_name))
+            layers.append(activation_factory(units) if activation_factory else activation(activation_name))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             dim = units

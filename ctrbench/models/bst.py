@@ -18,12 +18,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ctrbench.models.base import CTRModel
-from ctrbench.models.din import SequentialParams
-from ctrbench.models.layers.behaviour import BehaviourInputs
-from ctrbench.models.layers.dice import make_mlp
 from ctrbench.models.layers.transformer import SequenceEncoder
 from ctrbench.models.registry import register
+from ctrbench.models.sequential import SequentialModel, SequentialParams
 
 
 def sinusoid_table(rows: int, dim: int) -> torch.Tensor:
@@ -37,7 +34,7 @@ def sinusoid_table(rows: int, dim: int) -> torch.Tensor:
 
 
 @register("bst")
-class BST(CTRModel):
+class BST(SequentialModel):
     """Embeddings + per-group transformer over [history ‖ target] -> pooled -> MLP."""
 
     class Params(SequentialParams):
@@ -52,22 +49,18 @@ class BST(CTRModel):
         super().__init__(spec, vocab_sizes, params, tables)
         p = self.params
         d = self.embedding_dim
-        self.embedding = self.make_embedding()
-        self.inputs = BehaviourInputs(spec, self.embedding, p.sequence_groups, p.max_seq_len)
+        widths = self.make_behaviour_inputs()
         self.positions = nn.ParameterList()
         self.encoders = nn.ModuleList()
         out = 0
-        for k, group in enumerate(self.inputs.groups):
-            width = self.inputs.group_width(k) + (d if p.use_position_emb else 0)
+        for k, w in enumerate(widths):
+            width = w + (d if p.use_position_emb else 0)
             if p.use_position_emb:
-                slots = max(spec.feature(n).max_len for n in group.sequences)
-                slots = min(slots, p.max_seq_len) if p.max_seq_len else slots
-                self.positions.append(nn.Parameter(sinusoid_table(slots + 1, d)))
+                self.positions.append(nn.Parameter(sinusoid_table(self.inputs.group_slots(k) + 1, d)))
             self.encoders.append(SequenceEncoder(width, p.num_heads, p.num_layers, p.ffn_dim, p.attention_dropout,
                                                  "leaky_relu"))
             out += width
-        self.mlp = make_mlp(self.inputs.num_other * d + out, p.hidden_units, 1, activation=p.hidden_activations,
-                            dropout=p.net_dropout, batch_norm=p.batch_norm)
+        self.mlp = self.make_head(out)
 
     def _group(self, k: int, fields: torch.Tensor, batch) -> torch.Tensor:
         tokens, rows, recency, lengths = self.inputs.jagged(self.embedding, batch, k)

@@ -20,17 +20,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ctrbench.models.base import CTRModel
-from ctrbench.models.din import Activation, SequentialParams
-from ctrbench.models.layers.behaviour import BehaviourInputs
 from ctrbench.models.layers.dice import make_mlp
 from ctrbench.models.layers.gru import PackedBehaviours, PackedGRU, pack_behaviours
 from ctrbench.models.layers.target_attention import TargetAttention
 from ctrbench.models.registry import register
+from ctrbench.models.sequential import Activation, SequentialModel, SequentialParams
 
 
 @register("dien")
-class DIEN(CTRModel):
+class DIEN(SequentialModel):
     """Embeddings + per-group GRU -> attention -> AUGRU final state -> MLP."""
 
     class Params(SequentialParams):
@@ -46,9 +44,7 @@ class DIEN(CTRModel):
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)
         p = self.params
-        self.embedding = self.make_embedding()
-        self.inputs = BehaviourInputs(spec, self.embedding, p.sequence_groups, p.max_seq_len)
-        widths = [self.inputs.group_width(k) for k in range(len(self.inputs.groups))]
+        widths = self.make_behaviour_inputs()
         self.extractors = nn.ModuleList(PackedGRU(w, w) for w in widths)
         self.attention = nn.ModuleList(
             TargetAttention(w, p.attention_type, p.attention_hidden_units, p.attention_activation,
@@ -59,9 +55,7 @@ class DIEN(CTRModel):
         self.aux_nets = nn.ModuleList(
             make_mlp(2 * w, p.aux_hidden_units, 1, activation="relu") for w in widths) if p.aux_loss_weight else None
         self._aux: torch.Tensor | None = None
-        d_in = self.inputs.num_other * self.embedding_dim + sum(widths)
-        self.mlp = make_mlp(d_in, p.hidden_units, 1, activation=p.hidden_activations, dropout=p.net_dropout,
-                            batch_norm=p.batch_norm)
+        self.mlp = self.make_head(sum(widths))
 
     def _evolve(self, k: int, interests: torch.Tensor, target: torch.Tensor, packing: PackedBehaviours,
                 batch_size: int) -> torch.Tensor:

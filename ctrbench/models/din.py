@@ -8,32 +8,16 @@ included) ‖ attention outputs]. BARS configs: attention MLP [512, 256], Dice, 
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 
-from ctrbench.models.base import CTRModel
-from ctrbench.models.dnn import MLPParams
-from ctrbench.models.layers.behaviour import BehaviourInputs
-from ctrbench.models.layers.dice import make_mlp
 from ctrbench.models.layers.target_attention import TargetAttention
 from ctrbench.models.registry import register
-
-Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "prelu", "dice"]
-
-
-class SequentialParams(MLPParams):
-    """Settings shared by the sequential baselines: which sequences are attended together, how much history."""
-
-    hidden_activations: Activation = "relu"
-    sequence_groups: list[list[str]] | None = Field(
-        None, description="behaviour groups (aligned sequence fields); None = the BARS config's, else one per field")
-    max_seq_len: int | None = Field(None, gt=0, description="keep only the most recent slots; None = all")
+from ctrbench.models.sequential import Activation, SequentialModel, SequentialParams
 
 
 @register("din")
-class DIN(CTRModel):
+class DIN(SequentialModel):
     """Embeddings + DIN target attention per behaviour group -> MLP."""
 
     class Params(SequentialParams):
@@ -45,15 +29,11 @@ class DIN(CTRModel):
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)
         p = self.params
-        self.embedding = self.make_embedding()
-        self.inputs = BehaviourInputs(spec, self.embedding, p.sequence_groups, p.max_seq_len)
-        widths = [self.inputs.group_width(k) for k in range(len(self.inputs.groups))]
+        widths = self.make_behaviour_inputs()
         self.attention = torch.nn.ModuleList(
             TargetAttention(w, "din", p.attention_hidden_units, p.attention_activation, p.attention_dropout,
                             p.use_softmax) for w in widths)
-        d_in = self.inputs.num_other * self.embedding_dim + sum(widths)
-        self.mlp = make_mlp(d_in, p.hidden_units, 1, activation=p.hidden_activations, dropout=p.net_dropout,
-                            batch_norm=p.batch_norm)
+        self.mlp = self.make_head(sum(widths))
 
     def forward(self, batch) -> torch.Tensor:
         fields = self.embedding(batch)

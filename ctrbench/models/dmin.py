@@ -17,13 +17,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ctrbench.models.base import CTRModel
-from ctrbench.models.din import Activation, SequentialParams
-from ctrbench.models.layers.behaviour import BehaviourInputs
-from ctrbench.models.layers.dice import make_mlp
 from ctrbench.models.layers.target_attention import TargetAttention
 from ctrbench.models.layers.transformer import run_chunked
 from ctrbench.models.registry import register
+from ctrbench.models.sequential import Activation, SequentialModel, SequentialParams
 
 
 def causal_blocked(pad: torch.Tensor) -> torch.Tensor:
@@ -84,7 +81,7 @@ class MultiInterestHeads(nn.Module):
 
 
 @register("dmin")
-class DMIN(CTRModel):
+class DMIN(SequentialModel):
     """Embeddings + per-group behaviour refiner and multi-interest extractor -> H interests per group -> MLP."""
 
     class Params(SequentialParams):
@@ -100,16 +97,13 @@ class DMIN(CTRModel):
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)
         p = self.params
-        self.embedding = self.make_embedding()
-        self.inputs = BehaviourInputs(spec, self.embedding, p.sequence_groups, p.max_seq_len)
+        widths = self.make_behaviour_inputs()
         self.refiners, self.extractors = nn.ModuleList(), nn.ModuleList()
         self.positions, self.query_proj, self.attention = nn.ParameterList(), nn.ModuleList(), nn.ModuleList()
         self.slots = []
         out = 0
-        for k, group in enumerate(self.inputs.groups):
-            w = self.inputs.group_width(k)
-            slots = max(spec.feature(n).max_len for n in group.sequences)
-            self.slots.append(min(slots, p.max_seq_len) if p.max_seq_len else slots)
+        for k, w in enumerate(widths):
+            self.slots.append(self.inputs.group_slots(k))
             self.refiners.append(BehaviourRefiner(w, p.num_heads, p.attention_dropout, p.layer_norm)
                                  if p.use_behavior_refiner else nn.Identity())
             self.extractors.append(MultiInterestHeads(w, p.num_heads, p.attention_dropout, p.layer_norm))
@@ -119,8 +113,7 @@ class DMIN(CTRModel):
                 TargetAttention(w, "din", p.attention_hidden_units, p.attention_activation, p.attention_dropout,
                                 softmax=True) for _ in range(p.num_heads)))
             out += p.num_heads * w
-        self.mlp = make_mlp(self.inputs.num_other * self.embedding_dim + out, p.hidden_units, 1,
-                            activation=p.hidden_activations, dropout=p.net_dropout, batch_norm=p.batch_norm)
+        self.mlp = self.make_head(out)
 
     def _interests(self, k: int, fields: torch.Tensor, batch) -> torch.Tensor:
         p = self.params

@@ -19,12 +19,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ctrbench.models.base import CTRModel
-from ctrbench.models.din import Activation, SequentialParams
-from ctrbench.models.layers.behaviour import BehaviourInputs
-from ctrbench.models.layers.dice import make_mlp
 from ctrbench.models.layers.target_attention import TargetAttention, segment_softmax
 from ctrbench.models.registry import register
+from ctrbench.models.sequential import Activation, SequentialModel, SequentialParams
 
 
 class _PositionQuery(nn.Module):
@@ -41,7 +38,7 @@ class _PositionQuery(nn.Module):
 
 
 @register("dmr")
-class DMR(CTRModel):
+class DMR(SequentialModel):
     """Embeddings + per-group item-to-item attention and user-to-item relevance -> MLP."""
 
     class Params(SequentialParams):
@@ -55,17 +52,14 @@ class DMR(CTRModel):
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)
         p = self.params
-        self.embedding = self.make_embedding()
-        self.inputs = BehaviourInputs(spec, self.embedding, p.sequence_groups, p.max_seq_len)
+        widths = self.make_behaviour_inputs()
         self.slots, self.i2i_query, self.i2i_att = [], nn.ModuleList(), nn.ModuleList()
         self.u2i_query, self.u2i_att, self.u2i_out = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         att = dict(hidden_units=p.attention_hidden_units, activation=p.attention_activation,
                    dropout=p.attention_dropout)
         out = 0
-        for k, group in enumerate(self.inputs.groups):
-            w = self.inputs.group_width(k)
-            slots = max(spec.feature(n).max_len for n in group.sequences)
-            self.slots.append(min(slots, p.max_seq_len) if p.max_seq_len else slots)
+        for k, w in enumerate(widths):
+            self.slots.append(self.inputs.group_slots(k))
             self.i2i_query.append(_PositionQuery(self.slots[-1], p.pos_emb_dim, w, w))
             self.i2i_att.append(TargetAttention(w, "din", softmax=True, **att))
             if p.enable_u2i_rel:
@@ -73,8 +67,7 @@ class DMR(CTRModel):
                 self.u2i_att.append(TargetAttention(w, "din", softmax=True, **att))
                 self.u2i_out.append(nn.Sequential(nn.Linear(w, w), nn.ReLU()))
             out += w + int(p.enable_u2i_rel) + int(p.enable_i2i_rel)
-        self.mlp = make_mlp(self.inputs.num_other * self.embedding_dim + out, p.hidden_units, 1,
-                            activation=p.hidden_activations, dropout=p.net_dropout, batch_norm=p.batch_norm)
+        self.mlp = self.make_head(out)
 
     def _group(self, k: int, fields: torch.Tensor, batch) -> list[torch.Tensor]:
         p = self.params

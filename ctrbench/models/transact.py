@@ -15,18 +15,16 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ctrbench.models.base import CTRModel
-from ctrbench.models.din import SequentialParams
-from ctrbench.models.layers.behaviour import BehaviourInputs
 from ctrbench.models.layers.cross import CrossNetV2
 from ctrbench.models.layers.dice import make_mlp
 from ctrbench.models.layers.mlp import init_linear
 from ctrbench.models.layers.transformer import SequenceEncoder
 from ctrbench.models.registry import register
+from ctrbench.models.sequential import SequentialModel, SequentialParams
 
 
 @register("transact")
-class TransAct(CTRModel):
+class TransAct(SequentialModel):
     """Embeddings + per-group early-fusion transformer (last K ‖ max-pool) -> DCNv2 -> MLP."""
 
     class Params(SequentialParams):
@@ -45,13 +43,12 @@ class TransAct(CTRModel):
         p = self.params
         if p.first_k == 0 and not p.concat_max_pool:
             raise ValueError("TransAct needs first_k > 0 or concat_max_pool")
-        self.embedding = self.make_embedding()
-        self.inputs = BehaviourInputs(spec, self.embedding, p.sequence_groups, p.max_seq_len)
+        widths = self.make_behaviour_inputs()
         self.encoders = nn.ModuleList()
         self.pool_proj = nn.ModuleList()
         seq_out = 0
-        for k in range(len(self.inputs.groups)):
-            width = 2 * self.inputs.group_width(k)  # [action ‖ target]
+        for w in widths:
+            width = 2 * w  # [action ‖ target]
             self.encoders.append(SequenceEncoder(width, p.num_heads, p.num_layers, p.ffn_dim, p.transformer_dropout))
             if p.concat_max_pool:
                 lin = nn.Linear(width, width)
@@ -60,8 +57,7 @@ class TransAct(CTRModel):
             seq_out += (p.first_k + int(p.concat_max_pool)) * width
         d_in = self.inputs.num_other * self.embedding_dim + seq_out
         self.crossnet = CrossNetV2(d_in, p.dcn_cross_layers, p.dcn_low_rank)
-        self.parallel = make_mlp(d_in, p.hidden_units, None, activation=p.hidden_activations,
-                                 dropout=p.net_dropout, batch_norm=p.batch_norm)
+        self.parallel = self.make_head(seq_out, output_dim=None)
         self.head = make_mlp(d_in + self.parallel.output_dim, p.mlp_hidden_units, 1, activation=p.hidden_activations)
 
     def _group(self, k: int, fields: torch.Tensor, batch) -> torch.Tensor:

@@ -89,6 +89,7 @@ class BehaviourInputs:
         self.other_index = torch.tensor([i for i, n in enumerate(names) if n not in grouped], dtype=torch.long)
         self.target_index = [torch.tensor([names.index(t) for t in g.targets], dtype=torch.long) for g in self.groups]
         self.dim = embedding.dim
+        self._slots = [max(spec.feature(n).max_len for n in g.sequences) for g in self.groups]
 
     @property
     def num_other(self) -> int:
@@ -96,6 +97,10 @@ class BehaviourInputs:
 
     def group_width(self, k: int) -> int:
         return len(self.groups[k].sequences) * self.dim
+
+    def group_slots(self, k: int) -> int:
+        """The most behaviours a row of group k can have: its fields' longest max_len, capped by max_len."""
+        return min(self._slots[k], self.max_len) if self.max_len else self._slots[k]
 
     def others(self, fields: torch.Tensor) -> torch.Tensor:
         """[B, F_other, d]: every field embedding except the grouped sequences (targets included)."""

@@ -39,6 +39,7 @@ Bad input raises `InterleavedAttentionInputError` (a ValueError) naming the argu
 from __future__ import annotations
 
 import math
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -141,6 +142,47 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
 
 
+class _Prepared(NamedTuple):
+    """What the reference forward and backward both start from (see _prepare)."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    kvalid: torch.Tensor  # [B, Nk] bool
+    cos: Optional[torch.Tensor]  # None without RoPE
+    sin: Optional[torch.Tensor]
+    scale: float
+    dtype: torch.dtype
+
+
+def _prepare(q, k, v, lengths, num_prefix, rope, rope_base, scale, separate_queries) -> _Prepared:
+    """Check the inputs; q, k, v in the compute dtype (float64 for float64 inputs, else float32) with k rotated
+    (and q, unless separate_queries) when rope; the key mask; the scale (default 1/sqrt(Dh))."""
+    check_inputs(q, k, v, lengths, num_prefix, rope, separate_queries)
+    Dh, Nk = q.shape[-1], k.shape[2]
+    check_lengths(lengths, Nk - num_prefix)
+    if scale is None:
+        scale = default_scale(Dh)
+    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    qc, kc, vc = q.to(cdt), k.to(cdt), v.to(cdt)
+    kvalid = key_valid_mask(lengths, num_prefix, Nk)  # [B, Nk]
+    cos = sin = None
+    if rope:
+        cos, sin = rope_cos_sin(token_positions(lengths, num_prefix, Nk), Dh, rope_base, cdt)
+        kc = apply_rope(kc, cos, sin)
+        if not separate_queries:
+            qc = apply_rope(qc, cos, sin)
+    return _Prepared(qc, kc, vc, kvalid, cos, sin, scale, cdt)
+
+
+def _probabilities(x: _Prepared) -> torch.Tensor:
+    """[B, H, Nq, Nk] softmax over the valid keys of the scaled scores; 0 on masked keys and on rows without one."""
+    m = x.kvalid[:, None, None, :]
+    s = (torch.matmul(x.q, x.k.transpose(-1, -2)) * x.scale).masked_fill(~m, float("-inf"))
+    has_key = x.kvalid.any(-1)[:, None, None, None]  # [B,1,1,1]
+    return torch.softmax(torch.where(has_key, s, torch.zeros_like(s)), dim=-1) * m  # where: finite when no key
+
+
 def interleaved_attention_reference(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -153,29 +195,10 @@ def interleaved_attention_reference(
     separate_queries: bool = False,
 ) -> torch.Tensor:
     """The contract above in differentiable PyTorch (autograd gives the reference gradients)."""
-    check_inputs(q, k, v, lengths, num_prefix, rope, separate_queries)
-    B, H, Nq, Dh = q.shape
-    Nk = k.shape[2]
-    check_lengths(lengths, Nk - num_prefix)
-    if scale is None:
-        scale = default_scale(Dh)
-    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
-    qc, kc, vc = q.to(cdt), k.to(cdt), v.to(cdt)
-    kvalid = key_valid_mask(lengths, num_prefix, Nk)  # [B, Nk]
-    if rope:
-        cos, sin = rope_cos_sin(token_positions(lengths, num_prefix, Nk), Dh, rope_base, cdt)
-        kc = apply_rope(kc, cos, sin)
-        if not separate_queries:
-            qc = apply_rope(qc, cos, sin)
-    s = torch.matmul(qc, kc.transpose(-1, -2)) * scale  # [B, H, Nq, Nk]
-    m = kvalid[:, None, None, :]
-    s = s.masked_fill(~m, float("-inf"))
-    has_key = kvalid.any(-1)[:, None, None, None]  # [B,1,1,1]
-    s = torch.where(has_key, s, torch.zeros_like(s))  # keeps softmax finite on fully masked rows
-    p = torch.softmax(s, dim=-1) * m
-    out = torch.matmul(p, vc)
+    x = _prepare(q, k, v, lengths, num_prefix, rope, rope_base, scale, separate_queries)
+    out = torch.matmul(_probabilities(x), x.v)
     if not separate_queries:
-        out = out * kvalid[:, None, :, None]  # padded query rows output 0
+        out = out * x.kvalid[:, None, :, None]  # padded query rows output 0
     return out.to(q.dtype)
 
 
@@ -201,34 +224,18 @@ def interleaved_attention_reference_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) of the contract in closed form (the tests check it against autograd of the forward;
     the op's reference backend uses it because autograd is off inside a custom op's implementation)."""
-    check_inputs(q, k, v, lengths, num_prefix, rope, separate_queries)
-    B, H, Nq, Dh = q.shape
-    Nk = k.shape[2]
-    check_lengths(lengths, Nk - num_prefix)
-    if scale is None:
-        scale = default_scale(Dh)
-    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
-    qc, kc, vc, go = q.to(cdt), k.to(cdt), v.to(cdt), grad_out.to(cdt)
-    kvalid = key_valid_mask(lengths, num_prefix, Nk)
-    rotate_q = rope and not separate_queries
-    if rope:
-        cos, sin = rope_cos_sin(token_positions(lengths, num_prefix, Nk), Dh, rope_base, cdt)
-        kc = apply_rope(kc, cos, sin)
-        if rotate_q:
-            qc = apply_rope(qc, cos, sin)
-    m = kvalid[:, None, None, :]
-    s = (torch.matmul(qc, kc.transpose(-1, -2)) * scale).masked_fill(~m, float("-inf"))
-    has_key = kvalid.any(-1)[:, None, None, None]
-    p = torch.softmax(torch.where(has_key, s, torch.zeros_like(s)), dim=-1) * m
+    x = _prepare(q, k, v, lengths, num_prefix, rope, rope_base, scale, separate_queries)
+    p = _probabilities(x)
+    go = grad_out.to(x.dtype)
     if not separate_queries:
-        go = go * kvalid[:, None, :, None]  # padded query rows output 0: no gradient flows through them
+        go = go * x.kvalid[:, None, :, None]  # padded query rows output 0: no gradient flows through them
     dv = torch.matmul(p.transpose(-1, -2), go)
-    dp = torch.matmul(go, vc.transpose(-1, -2))
+    dp = torch.matmul(go, x.v.transpose(-1, -2))
     ds = p * (dp - (p * dp).sum(-1, keepdim=True))
-    dq = torch.matmul(ds, kc) * scale
-    dk = torch.matmul(ds.transpose(-1, -2), qc) * scale
+    dq = torch.matmul(ds, x.k) * x.scale
+    dk = torch.matmul(ds.transpose(-1, -2), x.q) * x.scale
     if rope:
-        dk = unrotate_grad(dk, cos, sin)
-        if rotate_q:
-            dq = unrotate_grad(dq, cos, sin)
+        dk = unrotate_grad(dk, x.cos, x.sin)
+        if not separate_queries:
+            dq = unrotate_grad(dq, x.cos, x.sin)
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)

@@ -38,21 +38,33 @@ def _inverse_tau(tau_ptr, F64: tl.constexpr):
 
 
 @triton.jit
-def entropy_fusion_fwd_kernel(
-    x_ptr, tau_ptr, fused_ptr, w_ptr, B, K, bound,
-    LOGIT_SPACE: tl.constexpr, F64: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
+def _tile(B, K, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
+    """This program's rows, their and the columns' in-range masks, the [BLOCK_B, BLOCK_K] mask and offsets."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.arange(0, BLOCK_K)
     row_ok = rows < B
     col_ok = cols < K
     ok = row_ok[:, None] & col_ok[None, :]
     offs = rows.to(tl.int64)[:, None] * K + cols[None, :]
+    return rows, row_ok, col_ok, ok, offs
+
+
+@triton.jit
+def _load(ptr, offs, mask, F64: tl.constexpr):
+    """A masked load (0 where masked) cast to the math dtype: fp64 for fp64 inputs, else fp32."""
     if F64:
-        x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float64)
+        return tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float64)
     else:
-        x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+        return tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def entropy_fusion_fwd_kernel(
+    x_ptr, tau_ptr, fused_ptr, w_ptr, B, K, bound,
+    LOGIT_SPACE: tl.constexpr, F64: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    rows, row_ok, col_ok, ok, offs = _tile(B, K, BLOCK_B, BLOCK_K)
+    x = _load(x_ptr, offs, ok, F64)
     inv_tau = _inverse_tau(tau_ptr, F64)
     xh, p, pq, c = _member(x, bound)
     z = tl.where(col_ok[None, :], c * inv_tau, float("-inf"))
@@ -75,20 +87,10 @@ def entropy_fusion_bwd_kernel(
     F64: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, BLOCK_K)
-    row_ok = rows < B
-    col_ok = cols < K
-    ok = row_ok[:, None] & col_ok[None, :]
-    offs = rows.to(tl.int64)[:, None] * K + cols[None, :]
-    if F64:
-        x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float64)
-        w = tl.load(w_ptr + offs, mask=ok, other=0.0).to(tl.float64)
-        gf = tl.load(gf_ptr + rows, mask=row_ok, other=0.0).to(tl.float64)
-    else:
-        x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-        w = tl.load(w_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-        gf = tl.load(gf_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+    rows, row_ok, col_ok, ok, offs = _tile(B, K, BLOCK_B, BLOCK_K)
+    x = _load(x_ptr, offs, ok, F64)
+    w = _load(w_ptr, offs, ok, F64)
+    gf = _load(gf_ptr, rows, row_ok, F64)
     inv_tau = _inverse_tau(tau_ptr, F64)
     xh, p, pq, c = _member(x, bound)
     inside = (x >= -bound) & (x <= bound)  # torch.clamp passes the gradient on the bounds

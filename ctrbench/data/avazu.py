@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ctrbench.data.readers import (DATA_SPLITS, Problems, SourceReader, TextFile, as_array, convert_rows,
-                                   missing_files_error, read_header, stream_text)
+                                   read_header, stream_text)
 from ctrbench.data.schema import DatasetSpec, TwinProfile, categorical
 from ctrbench.errors import DataError
 
@@ -73,13 +73,7 @@ class AvazuReader(SourceReader):
 
     def __init__(self, spec, source: Path, **kw):
         super().__init__(spec, source, **kw)
-        if self.source.is_file():
-            path = self.source
-        else:
-            path = next((self.source / c for c in CANDIDATES if (self.source / c).is_file()), None)
-            if path is None:
-                raise missing_files_error(spec, self.source, ["train.csv"],
-                                          ["train.csv (or the Kaggle train.gz: CSV with header id,click,hour,...)"])
+        path = self.single_file(CANDIDATES, "train.csv (or the Kaggle train.gz: CSV with header id,click,hour,...)")
         names = read_header(path)
         if names != RAW_COLUMNS:
             lacking = [c for c in RAW_COLUMNS if c not in names]

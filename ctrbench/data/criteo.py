@@ -13,7 +13,7 @@ import numpy as np
 
 from ctrbench.data.criteo_x1 import CARDINALITIES
 from ctrbench.data.readers import (BadRows, RawChunk, SourceReader, TextFile, convert_rows, file_size,
-                                   missing_files_error, read_first_line, skip_scan, stream_text)
+                                   read_first_line, skip_scan, stream_text)
 from ctrbench.data.schema import DatasetSpec, TwinProfile, categorical, numeric
 from ctrbench.errors import DataError
 
@@ -65,13 +65,7 @@ class CriteoReader(SourceReader):
 
     def __init__(self, spec, source: Path, **kw):
         super().__init__(spec, source, **kw)
-        if self.source.is_file():
-            path = self.source
-        else:
-            path = next((self.source / c for c in CANDIDATES if (self.source / c).is_file()), None)
-            if path is None:
-                raise missing_files_error(spec, self.source, ["train.txt"],
-                                          ["train.txt (TAB, no header; or the Kaggle train.csv with Id,Label,...)"])
+        path = self.single_file(CANDIDATES, "train.txt (TAB, no header; or the Kaggle train.csv with Id,Label,...)")
         self.tf = criteo_text_file(path)
         self.bounds: np.ndarray | None = None  # data-row index where train / test / valid end
 

@@ -488,6 +488,16 @@ class SourceReader:
     def files(self) -> list[Path]:
         raise NotImplementedError
 
+    def single_file(self, candidates: list[str], layout: str) -> Path:
+        """The source when it is a file, else the first of `candidates` in the source folder; none there is a
+        missing_files_error for candidates[0] that describes `layout`."""
+        if self.source.is_file():
+            return self.source
+        path = next((self.source / c for c in candidates if (self.source / c).is_file()), None)
+        if path is None:
+            raise missing_files_error(self.spec, self.source, [candidates[0]], [layout])
+        return path
+
     def stored_splits(self) -> list[str]:
         """The splits written to the cache (aliases excluded)."""
         return [s for s in DATA_SPLITS if s not in self.aliases]

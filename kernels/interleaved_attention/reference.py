@@ -142,47 +142,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
 
 
-class _Prepared(NamedTuple):
-    """What the reference forward and backward both start from (see _prepare)."""
-
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
-    kvalid: torch.Tensor  # [B, Nk] bool
-    cos: Optional[torch.Tensor]  # None without RoPE
-    sin: Optional[torch.Tensor]
-    scale: float
-    dtype: torch.dtype
-
-
-def _prepare(q, k, v, lengths, num_prefix, rope, rope_base, scale, separate_queries) -> _Prepared:
-    """Check the inputs; q, k, v in the compute dtype (float64 for float64 inputs, else float32) with k rotated
-    (and q, unless separate_queries) when rope; the key mask; the scale (default 1/sqrt(Dh))."""
-    check_inputs(q, k, v, lengths, num_prefix, rope, separate_queries)
-    Dh, Nk = q.shape[-1], k.shape[2]
-    check_lengths(lengths, Nk - num_prefix)
-    if scale is None:
-        scale = default_scale(Dh)
-    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
-    qc, kc, vc = q.to(cdt), k.to(cdt), v.to(cdt)
-    kvalid = key_valid_mask(lengths, num_prefix, Nk)  # [B, Nk]
-    cos = sin = None
-    if rope:
-        cos, sin = rope_cos_sin(token_positions(lengths, num_prefix, Nk), Dh, rope_base, cdt)
-        kc = apply_rope(kc, cos, sin)
-        if not separate_queries:
-            qc = apply_rope(qc, cos, sin)
-    return _Prepared(qc, kc, vc, kvalid, cos, sin, scale, cdt)
-
-
-def _probabilities(x: _Prepared) -> torch.Tensor:
-    """[B, H, Nq, Nk] softmax over the valid keys of the scaled scores; 0 on masked keys and on rows without one."""
-    m = x.kvalid[:, None, None, :]
-    s = (torch.matmul(x.q, x.k.transpose(-1, -2)) * x.scale).masked_fill(~m, float("-inf"))
-    has_key = x.kvalid.any(-1)[:, None, None, None]  # [B,1,1,1]
-    return torch.softmax(torch.where(has_key, s, torch.zeros_like(s)), dim=-1) * m  # where: finite when no key
-
-
 def interleaved_attention_reference(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -239,3 +198,47 @@ def interleaved_attention_reference_backward(
         if not separate_queries:
             dq = unrotate_grad(dq, x.cos, x.sin)
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
+
+
+# ------------------------------------------------------------------ shared by the forward and the backward
+
+
+class _Prepared(NamedTuple):
+    """What the reference forward and backward both start from (see _prepare)."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    kvalid: torch.Tensor  # [B, Nk] bool
+    cos: Optional[torch.Tensor]  # None without RoPE
+    sin: Optional[torch.Tensor]
+    scale: float
+    dtype: torch.dtype
+
+
+def _prepare(q, k, v, lengths, num_prefix, rope, rope_base, scale, separate_queries) -> _Prepared:
+    """Check the inputs; q, k, v in the compute dtype (float64 for float64 inputs, else float32) with k rotated
+    (and q, unless separate_queries) when rope; the key mask; the scale (default 1/sqrt(Dh))."""
+    check_inputs(q, k, v, lengths, num_prefix, rope, separate_queries)
+    Dh, Nk = q.shape[-1], k.shape[2]
+    check_lengths(lengths, Nk - num_prefix)
+    if scale is None:
+        scale = default_scale(Dh)
+    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    qc, kc, vc = q.to(cdt), k.to(cdt), v.to(cdt)
+    kvalid = key_valid_mask(lengths, num_prefix, Nk)  # [B, Nk]
+    cos = sin = None
+    if rope:
+        cos, sin = rope_cos_sin(token_positions(lengths, num_prefix, Nk), Dh, rope_base, cdt)
+        kc = apply_rope(kc, cos, sin)
+        if not separate_queries:
+            qc = apply_rope(qc, cos, sin)
+    return _Prepared(qc, kc, vc, kvalid, cos, sin, scale, cdt)
+
+
+def _probabilities(x: _Prepared) -> torch.Tensor:
+    """[B, H, Nq, Nk] softmax over the valid keys of the scaled scores; 0 on masked keys and on rows without one."""
+    m = x.kvalid[:, None, None, :]
+    s = (torch.matmul(x.q, x.k.transpose(-1, -2)) * x.scale).masked_fill(~m, float("-inf"))
+    has_key = x.kvalid.any(-1)[:, None, None, None]  # [B,1,1,1]
+    return torch.softmax(torch.where(has_key, s, torch.zeros_like(s)), dim=-1) * m  # where: finite when no key

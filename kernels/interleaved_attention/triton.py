@@ -65,6 +65,15 @@ def _store_parts(ptr, rows, row_ok, cols, x1, x2, DH: tl.constexpr, HALF: tl.con
 
 
 @triton.jit
+def _tokens(idx, n, P, first, shift):
+    """For token indices: in range (< n), valid (a prefix token or a valid sequence slot), rotary position."""
+    in_range = idx < n
+    valid = in_range & ((idx < P) | (idx >= first))
+    pos = tl.where(idx < P, idx, idx - shift)
+    return in_range, valid, pos
+
+
+@triton.jit
 def interleaved_attention_fwd_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, len_ptr, H, Nq, Nk, P, T, scale, log2_base,
     DH: tl.constexpr, HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -85,12 +94,9 @@ def interleaved_attention_fwd_kernel(
     cd = tl.arange(0, BLOCK_D)
 
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    in_q = rows < Nq
+    in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
     if SEPQ:
         q_ok = in_q
-    else:
-        q_ok = in_q & ((rows < P) | (rows >= first))
-    q_pos = tl.where(rows < P, rows, rows - shift)
     q1, q2 = _load_parts(q_base, rows, in_q, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
     qk_scale = scale * 1.4426950408889634  # softmax in base 2
     q1 = q1 * qk_scale
@@ -101,8 +107,7 @@ def interleaved_attention_fwd_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for t in range(N_TILES):
         keys = t * BLOCK_N + tl.arange(0, BLOCK_N)
-        k_ok = (keys < Nk) & ((keys < P) | (keys >= first))
-        k_pos = tl.where(keys < P, keys, keys - shift)
+        _, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
         k1, k2 = _load_parts(k_base, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
         s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
         s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
@@ -140,9 +145,7 @@ def interleaved_attention_bwd_kernel(
     cd = tl.arange(0, BLOCK_D)
 
     keys = tl.arange(0, BLOCK_N)
-    in_k = keys < Nk
-    k_ok = in_k & ((keys < P) | (keys >= first))
-    k_pos = tl.where(keys < P, keys, keys - shift)
+    in_k, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
     k1, k2 = _load_parts(k_ptr + k_off, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
     kv_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
     kv_mask = in_k[:, None] & (cd[None, :] < DH)
@@ -153,12 +156,9 @@ def interleaved_attention_bwd_kernel(
 
     for mt in range(M_TILES):
         rows = mt * BLOCK_M + tl.arange(0, BLOCK_M)
-        in_q = rows < Nq
+        in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
         if SEPQ:
             q_ok = in_q
-        else:
-            q_ok = in_q & ((rows < P) | (rows >= first))
-        q_pos = tl.where(rows < P, rows, rows - shift)
         q1, q2 = _load_parts(q_ptr + q_off, rows, in_q, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
         s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
         s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)

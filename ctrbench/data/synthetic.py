@@ -12,7 +12,9 @@ the oldest 100 as its converter did). The generators themselves live in `twin_mo
 Labels: p = sigmoid(bias + scale * signal + offset(t)); signal mixes standardised parts with fixed variance
 shares (KNOBS): first-order id effects, an FM-like clique of pairwise latent interactions, a higher-order term
 (a random tanh MLP over three fields' latent factors plus a three-way product), numeric effects, and for the
-sequential sets target-history relevance (mean- and attention-pooled latent similarity). Every id's effects are
+sequential sets target-history relevance (mean- and attention-pooled latent similarity). Every part is a
+function of the stored features only (a missing numeric reads as the 0 it is stored as), so the oracle never
+knows more than a model can. Every id's effects are
 shrunk by sqrt(n / (n + kappa)), n = its expected training rows, so the signal sits where this many rows can
 learn it. `scale` and `bias` are solved at generation time on a pilot sample from the same generator
 (deterministic given the seed): expected oracle AUC = spec.twin.best_published_auc + auc_margin (0.012) and
@@ -43,7 +45,7 @@ from ctrbench.data.schema import DatasetSpec
 from ctrbench.data.twin_models import BUILDERS, TwinKnobs, TwinSize
 from ctrbench.errors import DataError
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: numeric effects see only the stored value (missing reads as 0, criteo_x1 caps)
 PILOT_ROWS = 100_000
 
 _TAB = {"first": 0.66, "pair": 0.16, "higher": 0.08, "numeric": 0.10}

@@ -215,7 +215,6 @@ class TabularTwin:
         self.num_coef = rng.standard_normal(nn_)
         self.num_bump = rng.standard_normal(nn_)
         self.num_center = rng.uniform(0.5, 3.0, nn_)
-        self.num_missing_effect = rng.standard_normal(nn_) * 0.5
         # criteo_x1 stores [0, 1] floats: log1p(min(x, cap)) / log1p(cap), cap ~ the 99.9% quantile
         self.num_cap = np.array([math.exp(math.log(m + 1) + 3.1 * s) for (_, m, s, _, _) in self.num_shape])
         self.day_phase = float(rng.uniform(0, 2 * math.pi))
@@ -233,12 +232,18 @@ class TabularTwin:
         return {}
 
     def _numeric(self, rng: np.random.Generator, n: int):
-        """Raw counts -> stored values per the spec's transform, and their effect on the logit."""
-        nn_ = len(self.numeric)
-        if nn_ == 0:
+        """Raw counts -> stored values per the spec's transform, and their summed effect on the logit."""
+        if not self.numeric:
             return None, np.zeros(n)
+        stored, effects = self.numeric_columns(rng, n)
+        return stored, effects.sum(1)
+
+    def numeric_columns(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stored values [n, n_numeric] and each column's effect on the logit [n, n_numeric]: column j's effect
+        is a function of its stored value alone."""
+        nn_ = len(self.numeric)
         stored = np.empty((n, nn_), dtype=np.float32)
-        effect = np.zeros(n)
+        effects = np.empty((n, nn_))
         for j, f in enumerate(self.numeric):
             miss, med, sig, zero, lo = self.num_shape[j]
             x = np.floor(np.exp(math.log(med + 0.5) + sig * rng.standard_normal(n)))
@@ -247,9 +252,11 @@ class TabularTwin:
                 neg = rng.random(n) < 0.05
                 x[neg] = rng.integers(lo, 0, int(neg.sum()))
             missing = rng.random(n) < miss
-            z = np.log1p(np.maximum(x, 0))
-            e = self.num_coef[j] * z / 3.0 + self.num_bump[j] * np.exp(-0.5 * (z - self.num_center[j]) ** 2)
-            effect += np.where(missing, self.num_missing_effect[j], e)
+            # the effect sees only what is stored: a missing value reads as 0 (every transform stores it so),
+            # and criteo_x1's floats are capped, so the oracle never knows more than a model can
+            cap = self.num_cap[j] if f.transform == "none" else np.inf
+            z = np.log1p(np.where(missing, 0.0, np.minimum(np.maximum(x, 0), cap)))
+            effects[:, j] = self.num_coef[j] * z / 3.0 + self.num_bump[j] * np.exp(-0.5 * (z - self.num_center[j]) ** 2)
             if f.transform == "log1p_clip0":  # dlrm-kaggle: ln(max(x, 0) + 1), missing -> 0
                 v = np.log1p(np.maximum(x, 0))
                 v[missing] = 0.0
@@ -261,7 +268,7 @@ class TabularTwin:
             else:
                 raise DataError(f"twin has no generator for numeric transform {f.transform!r}", field=f.name)
             stored[:, j] = v
-        return stored, effect
+        return stored, effects
 
     def sample(self, rng: np.random.Generator, n: int, t: np.ndarray):
         nf = len(self.fields)

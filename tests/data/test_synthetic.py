@@ -192,3 +192,20 @@ def test_unknown_dataset_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no synthetic twin"):
         generate_twin(spec, tmp_path / "x", rows=1000)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["criteo_x1", "criteo", "criteo_terabyte"])
+def test_numeric_effect_is_a_function_of_the_stored_value(name):
+    """The oracle must not know more than a model: a numeric column's planted effect depends on its stored value
+    only (a missing count and a zero count are stored alike, so they must act alike)."""
+    from ctrbench.data.synthetic import build_model
+
+    model, _ = build_model(get_spec(name), 20_000, seed=0)
+    stored, effects = model.numeric_columns(np.random.default_rng(5), 20_000)
+    for j in range(stored.shape[1]):
+        _, group = np.unique(stored[:, j], return_inverse=True)
+        lo = np.full(group.max() + 1, np.inf)
+        hi = np.full(group.max() + 1, -np.inf)
+        np.minimum.at(lo, group, effects[:, j])
+        np.maximum.at(hi, group, effects[:, j])
+        assert np.all(hi - lo < 1e-9), f"{name} numeric column {j}: one stored value, several effects"

@@ -4,10 +4,13 @@
 // table_offsets[t]:table_offsets[t+1]; feature f reads table feature_table[f] (identity when absent);
 // indices are table-local; bag (f, b) is indices[offsets[f*B+b]:offsets[f*B+b+1]]; out is [B, F*D].
 //
-// Forward: parallel over (feature, block of bags); each bag accumulates its rows in registers
-// (D specialised at compile time for 8/16/32/64/128), with software prefetch of the rows a few
-// indices ahead. Ids are range-checked before their row is touched; a bad id or bad offsets produce
-// a status vector [code, position] (codes in kernels/embedding_bag/validation.py), never a read.
+// Forward: fp32 with D in {8, 16, 32, 64, 128} on an AVX2+FMA CPU runs embedding_bag_cpu_forward_avx2.h
+// (feature-major over all bags, sums in ymm registers, rows prefetched a few ids ahead, ids and offsets
+// checked inside the loop; why it is built that way is written there). Everything else (float64, other D,
+// no AVX2) runs the portable kernel here: parallel over (feature, block of bags), D specialised at compile
+// time for 8/16/32/64/128, offsets checked in a serial pass first. Ids are range-checked before their row
+// is touched; a bad id or bad offsets produce a status vector [code, position] (codes in
+// kernels/embedding_bag/validation.py), never a read out of range.
 //
 // Backward: per table, a stable counting sort (or a comparison sort for very sparse tables) builds
 // row -> (bag, scale) lists, so each touched row's gradient is summed in index order; then a parallel
@@ -25,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "embedding_bag_cpu_forward_avx2.h"
+
 namespace {
 
 enum : int64_t { kSum = 0, kMean = 1 };
@@ -32,7 +37,7 @@ enum : int64_t { kOptNone = 0, kOptSgd = 1, kOptRowwiseAdagrad = 2 };
 enum : int64_t { kStatusOk = 0, kStatusBadId = 1, kStatusBadOffsets = 2, kStatusBadTables = 3 };
 
 constexpr int64_t kPrefetch = 16;      // indices ahead whose rows are prefetched
-constexpr int64_t kBagsPerTask = 32;   // bags per forward work item
+constexpr int64_t kBagsPerTask = 32;   // bags per forward work item (portable path)
 constexpr int64_t kMinChunkWork = 1 << 20;  // element updates per thread chunk: below it a thread costs more than it saves
 
 // at::parallel_for grain for `n` items of `work_per_item` element updates each (the whole range runs inline,
@@ -52,8 +57,9 @@ struct Layout {
 };
 
 // Reads the layout and checks table_offsets, feature_table and offsets (O(T + F*B), serial).
+// check_offsets=false leaves all but offsets[0] to the caller (the AVX2 forward checks each bag's offsets itself).
 Layout make_layout(int64_t R, int64_t D, const at::Tensor& table_offsets, const c10::optional<at::Tensor>& feature_table,
-                   const at::Tensor& indices, const at::Tensor& offsets) {
+                   const at::Tensor& indices, const at::Tensor& offsets, bool check_offsets = true) {
   TORCH_CHECK(table_offsets.device().is_cpu() && indices.device().is_cpu() && offsets.device().is_cpu(),
               "ebc CPU kernels need CPU tensors");
   TORCH_CHECK(table_offsets.scalar_type() == at::kLong && table_offsets.dim() == 1 && table_offsets.numel() >= 2,
@@ -102,6 +108,7 @@ Layout make_layout(int64_t R, int64_t D, const at::Tensor& table_offsets, const 
     L.status_pos = 0;
     return L;
   }
+  if (!check_offsets) return L;
   for (int64_t i = 1; i < n; ++i) {
     if (L.offs[i] < L.offs[i - 1]) {
       L.status_code = kStatusBadOffsets;
@@ -309,12 +316,27 @@ std::tuple<at::Tensor, at::Tensor> ebc_forward_cpu(const at::Tensor& weights, co
                                                    int64_t pooling) {
   check_common(weights, indices, per_sample_weights);
   const auto W = weights.contiguous();
-  Layout L = make_layout(W.size(0), W.size(1), table_offsets, feature_table, indices, offsets);
+  const bool fast = W.scalar_type() == at::kFloat && ebc_avx2::supported(W.size(1)) && cpu_has_avx2();
+  Layout L = make_layout(W.size(0), W.size(1), table_offsets, feature_table, indices, offsets, /*check_offsets=*/!fast);
   auto out = at::empty({L.B, L.F * L.D}, W.options());
   if (L.status_code != kStatusOk) return {out, status_tensor(L.status_code, L.status_pos)};
   const auto idx = indices.contiguous();
   c10::optional<at::Tensor> psw;
   if (per_sample_weights.has_value()) psw = per_sample_weights->contiguous();
+  if (fast) {
+    int64_t bad_id = ebc_avx2::kNone, bad_off = ebc_avx2::kNone;
+    AT_DISPATCH_INDEX_TYPES(idx.scalar_type(), "ebc_forward_cpu_avx2", [&] {
+      ebc_avx2::FwdArgs<index_t> a{W.data_ptr<float>(), idx.data_ptr<index_t>(), L.offs,
+                                   psw.has_value() ? psw->data_ptr<float>() : nullptr, L.feat_base.data(),
+                                   L.feat_rows.data(), out.data_ptr<float>(), L.F, L.B, L.D, L.nnz,
+                                   pooling == kMean, kPrefetch};
+      ebc_avx2::forward(a, bad_id, bad_off);
+    });
+    if (bad_off != ebc_avx2::kNone) return {out, status_tensor(kStatusBadOffsets, bad_off)};
+    if (L.offs[L.F * L.B] != L.nnz) return {out, status_tensor(kStatusBadOffsets, L.F * L.B)};
+    if (bad_id != ebc_avx2::kNone) return {out, status_tensor(kStatusBadId, bad_id)};
+    return {out, status_tensor(kStatusOk, 0)};
+  }
   std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
   AT_DISPATCH_FLOATING_TYPES(W.scalar_type(), "ebc_forward_cpu", [&] {
     const scalar_t* pw = psw.has_value() ? psw->data_ptr<scalar_t>() : nullptr;

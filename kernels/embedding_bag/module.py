@@ -19,6 +19,8 @@ Usage::
   so leave it out of the dense optimizer (or keep it: torch optimizers skip parameters without grad).
   Change the rate with `set_learning_rate`.
 - backend: None (auto / $CTRBENCH_BACKEND), "reference", "triton", "cpp" or "cuda".
+- huge_pages (CPU, tables of 32 MB and more): the packed weight lives on transparent huge pages, so a
+  random row costs no page walk (see hugepages.py); False keeps torch's allocator.
 - init: "uniform" = TorchRec's default U(-sqrt(1/rows), sqrt(1/rows)) per table; "normal" = FuxiCTR's
   default N(0, 1e-4^2).
 - Bad ids raise EmbeddingBagInputError naming the feature, the table and the position (in eager mode
@@ -34,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ctrbench.kernels.embedding_bag import op as ebc_op
+from ctrbench.kernels.embedding_bag.hugepages import empty_huge
 from ctrbench.kernels.embedding_bag.validation import OPTIMIZERS, POOLINGS, EmbeddingBagInputError
 
 
@@ -55,7 +58,8 @@ class FusedEmbeddingBagCollection(nn.Module):
 
     def __init__(self, tables: Sequence[EmbeddingBagConfig], *, pooling: str = "sum", optimizer: str = "none",
                  lr: float = 0.01, eps: float = 1e-8, sparse_grad: bool = False, backend: Optional[str] = None,
-                 deterministic: bool = True, init: str = "uniform", device=None, dtype: torch.dtype = torch.float32):
+                 deterministic: bool = True, init: str = "uniform", device=None, dtype: torch.dtype = torch.float32,
+                 huge_pages: bool = True):
         super().__init__()
         if not tables:
             raise ValueError("FusedEmbeddingBagCollection needs at least one table")
@@ -90,7 +94,11 @@ class FusedEmbeddingBagCollection(nn.Module):
         shared = feature_table != list(range(len(tables)))
         self.register_buffer("feature_table", torch.tensor(feature_table, dtype=torch.int64, device=device)
                              if shared else None)
-        self.weight = nn.Parameter(torch.empty(offsets[-1], self.embedding_dim, device=device, dtype=dtype))
+        on_cpu = torch.empty(0, device=device).device.type == "cpu"
+        w = empty_huge(offsets[-1], self.embedding_dim, dtype) if huge_pages and on_cpu else None
+        if w is None:
+            w = torch.empty(offsets[-1], self.embedding_dim, device=device, dtype=dtype)
+        self.weight = nn.Parameter(w)
         mdtype = torch.float64 if dtype == torch.float64 else torch.float32
         self.register_buffer("momentum", torch.zeros(offsets[-1] if optimizer == "rowwise_adagrad" else 0,
                                                      device=device, dtype=mdtype))

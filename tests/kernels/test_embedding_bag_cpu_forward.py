@@ -85,3 +85,28 @@ def test_first_bad_id_reported_with_threads(idx_dtype):
         errs.append(info.value)
     assert errs[1].position == errs[0].position == n // 4
     assert (errs[1].feature, errs[1].table, errs[1].value) == (0, 0, -1)
+
+
+def test_huge_page_weights_behave_like_plain_ones():
+    from ctrbench.kernels.embedding_bag import FusedEmbeddingBagCollection
+    from ctrbench.kernels.embedding_bag.hugepages import MIN_BYTES, empty_huge, thp_mode
+
+    assert empty_huge(10, 8, torch.float32) is None  # small tables keep torch's allocator
+    rows = MIN_BYTES // (64 * 4) + 1000
+    mods = []
+    for huge in (True, False):
+        torch.manual_seed(0)
+        mods.append(FusedEmbeddingBagCollection.from_sizes(["a", "b"], [rows, 50], 64, optimizer="sgd", lr=0.5,
+                                                           backend="cpp", huge_pages=huge))
+    if thp_mode() in ("always", "madvise"):
+        assert empty_huge(rows, 64, torch.float32) is not None
+    assert torch.equal(mods[0].weight, mods[1].weight)
+    g = torch.Generator().manual_seed(1)
+    idx = torch.cat([torch.randint(0, rows, (300,), generator=g), torch.randint(0, 50, (300,), generator=g)])
+    offs = torch.arange(0, 601, 3)
+    outs = []
+    for m in mods:
+        out = m(idx, offs)
+        out.square().sum().backward()  # fused SGD step on the weights
+        outs.append(out.detach())
+    assert torch.equal(outs[0], outs[1]) and torch.equal(mods[0].weight, mods[1].weight)

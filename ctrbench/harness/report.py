@@ -6,6 +6,7 @@
   candidate by the validation metric); a "reference" column beside them: the twin oracle's gAUC / AUC /
   logloss for synthetic data, the suite's published numbers (its `reference:` block) for real data.
 - runs.csv: every run of the suite (candidates included), one row each.
+- checks.csv (suites with `checks:`): each check's verdict per dataset (harness/checks.py), also in table.md.
 - perf_records.csv: every measured run flattened to feature columns (model params, train knobs, dataset
   shape, system knobs) plus its measured cost — the training data of CubicML's performance predictor.
 Every file states the command and the machine (CPU, cores, threads, torch, git revision, dates) behind it.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ctrbench.harness.checks import checks_markdown, evaluate_check, overall
 from ctrbench.harness.records import RunRecord
 from ctrbench.harness.store import RunStore, utc_now
 from ctrbench.harness.suite import Suite
@@ -182,14 +184,18 @@ def _si(v) -> str:
 
 
 def _reference_cell(r: dict, source_name: str) -> str:
-    """gAUC / AUC / logloss of the twin oracle (synthetic rows) or of the published table (real rows)."""
+    """gAUC / AUC / logloss of the twin oracle (synthetic rows) or of the published table (real rows, with its
+    params count where given)."""
+    params = None
     if r.get("source") == "real":
         vals, who = (r.get("ref_gauc"), r.get("ref_auc"), r.get("ref_logloss")), source_name or "published"
+        params = r.get("ref_params")
     else:
         vals, who = (r.get("oracle_gauc_mean"), r.get("oracle_auc_mean"), r.get("oracle_logloss_mean")), "oracle"
-    if all(v is None for v in vals):
+    if all(v is None for v in vals) and params is None:
         return ""
-    return f"{who}: " + " / ".join("–" if v is None else f"{v:.4f}" for v in vals)
+    return (f"{who}: " + " / ".join("–" if v is None else f"{v:.4f}" for v in vals)
+            + (f", {_si(params)} params" if params is not None else ""))
 
 
 def markdown_table(rows: list[dict], reference_source: str = "") -> str:
@@ -344,6 +350,14 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
                   f"{summ.get('best_value') if summ.get('best_value') is None else round(summ['best_value'], 4)}"
                   + (f" (candidate {s['best'].candidate_index}: {json.dumps(s['best'].config['params'], sort_keys=True)}, "
                      f"lr {s['best'].config['train'].get('lr')})" if s["best"] else ""))
+    check_rows = [row for c in suite.checks for row in evaluate_check(c, sr.runs, [d.name for d in suite.datasets])]
+    if check_rows:
+        md += ["", "## Checks", "",
+               "Each check: the entry's mean over seeds against the best rival's on the same dataset; margin > 0 means "
+               "the entry is better, seed spread = the larger max - min over seeds of the two; pass iff margin > "
+               "spread (ctrbench/harness/checks.py).", "",
+               checks_markdown(check_rows), ""]
+        md += [f"- **{c.name}**: {overall([r for r in check_rows if r['check'] == c.name])}" for c in suite.checks]
     bad = [r for r in records if r.status not in ("ok",)]
     if bad:
         md += ["", "Runs that did not finish ok:", ""]
@@ -351,6 +365,9 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
     paths["table"].write_text("\n".join(md) + "\n")
     header = "".join(f"# {p}\n" for p in provenance)
     frames = [("runs", runs_frame(records)), ("summary", pd.DataFrame(rows)), ("perf", perf_frame(records))]
+    if check_rows:
+        paths["checks"] = out / "checks.csv"
+        frames.append(("checks", pd.DataFrame(check_rows)))
     if comp_rows:
         paths["components"] = out / "components.csv"
         frames.append(("components", pd.DataFrame(comp_rows)))

@@ -19,6 +19,8 @@ the model's own `Params`, train settings by `TrainConfig`, searcher options by t
     reference:                           # optional published numbers, printed beside real-data runs
       source: "Paper, Table 2"
       values: {dcnv2: {criteo_x1: {auc: 0.8142, logloss: 0.4380}}}   # entry -> dataset -> metric -> value
+    checks:                              # optional claims the report tests on the stored runs (harness/checks.py)
+      - {name: dcnv2_beats_grid, entry: dcnv2, rivals: [dcnv2_grid], datasets: [criteo_x1], metric: auc}
 """
 from __future__ import annotations
 
@@ -103,6 +105,17 @@ class ReferenceBlock(Strict):
         default_factory=dict)  # entry name -> dataset -> metric -> value
 
 
+class CheckSpec(Strict):
+    """A claim about the stored runs: on each dataset, `entry` beats the best of `rivals` on `metric` by more
+    than the spread between seeds (ctrbench/harness/checks.py evaluates it; the report prints the verdict)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    entry: str
+    rivals: list[str] = Field(min_length=1)  # entry names (a grid entry's name covers all its points)
+    datasets: Optional[list[str]] = None  # None = every dataset of the suite
+    metric: Literal["auc", "gauc", "logloss"] = "auc"
+
+
 class SuiteFile(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
@@ -113,6 +126,7 @@ class SuiteFile(Strict):
     overrides: list[Override] = Field(default_factory=list)
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
     reference: ReferenceBlock = Field(default_factory=ReferenceBlock)
+    checks: list[CheckSpec] = Field(default_factory=list)
 
 
 # --- registries (the real ones by default; tests may pass their own) -------------------------------
@@ -325,6 +339,7 @@ class Suite:
     entry_names: list[str] = field(default_factory=list)
     registries: Registries | None = None
     reference: ReferenceBlock = field(default_factory=ReferenceBlock)
+    checks: list[CheckSpec] = field(default_factory=list)
 
     def only(self, names: list[str]) -> "Suite":
         """The same suite restricted to the named entries (a grid entry's name selects all its points)."""
@@ -337,7 +352,7 @@ class Suite:
 
         return Suite(self.name, self.path, self.description, [r for r in self.runs if keep(r.entry)],
                      [s for s in self.searches if keep(s.entry)], self.datasets, self.seeds, self.entry_names,
-                     self.registries, self.reference)
+                     self.registries, self.reference, self.checks)
 
     def candidate_spec(self, search: SearchSpec, index: int, params: dict, train: dict) -> RunSpec:
         """The RunSpec of a searcher's candidate (validated like any entry; a bad space is a ConfigError)."""
@@ -542,8 +557,18 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
             if dname not in by_name:
                 raise src.error(f"reference for dataset {dname!r}, not in this suite; valid: {', '.join(by_name)}",
                                 ("reference", "values", entry, dname))
+    for i, c in enumerate(sf.checks):
+        names = [("entry", c.entry)] + [(("rivals", k), r) for k, r in enumerate(c.rivals)]
+        for key, name in names:
+            if name not in entry_names:
+                raise src.error(f"check {c.name!r}: unknown entry {name!r}; valid: {', '.join(entry_names)}",
+                                ("checks", i) + (key if isinstance(key, tuple) else (key,)))
+        for k, dname in enumerate(c.datasets or []):
+            if dname not in by_name:
+                raise src.error(f"check {c.name!r}: dataset {dname!r} is not in this suite; valid: {', '.join(by_name)}",
+                                ("checks", i, "datasets", k))
     suite = Suite(sf.name, str(path), sf.description, runs, searches, datasets, list(sf.seeds), expanded_names, reg,
-                  sf.reference)
+                  sf.reference, list(sf.checks))
     for s in suite.searches:  # every candidate the searcher would propose first must validate now, not mid-run
         for c in _first_candidates(reg, s):
             suite.candidate_spec(s, c.index, c.params, c.train)

@@ -13,7 +13,9 @@ order; feature-major offsets (TBE/KJT layout). Modes:
 Impls on the CPU:
 - ebc_<backend>: FusedEmbeddingBagCollection (fused optimizer in its backward);
 - concat: one F.embedding_bag / nn.EmbeddingBag(sparse=True) + torch.optim.SGD over a concatenated table
-  (ids shifted per table outside the timing; output [F*B, D], i.e. without the permute to [B, F*D]);
+  (ids shifted per table outside the timing; output [F*B, D], i.e. without the permute to [B, F*D]); on the
+  CPU its table sits on the same transparent-huge-page memory the ebc module gives its weights (hugepages.py),
+  so the two compare kernels on equal memory, not page sizes;
 - per_table: 26 nn.EmbeddingBag modules looped, outputs concatenated (TorchRec's unsharded EBC);
 - fbgemm_tbe: FBGEMM SplitTableBatchedEmbeddingBagsCodegen, HOST / CPU, EXACT_SGD / EXACT_ROWWISE_ADAGRAD
   (optional: `make extras`; rows are missing when fbgemm_gpu does not import);
@@ -35,6 +37,7 @@ from torch import nn
 from ctrbench.kernels.backend import backend_status
 from ctrbench.kernels.bench_util import copy_bandwidth_gbps, sig, steady_state_allocator, time_round_robin
 from ctrbench.kernels.embedding_bag import reference as ref
+from ctrbench.kernels.embedding_bag.hugepages import empty_huge
 from ctrbench.kernels.embedding_bag.module import EmbeddingBagConfig, FusedEmbeddingBagCollection
 
 OP = "embedding_bag"
@@ -127,18 +130,27 @@ def _ebc_impls(c: Case, idx, offs, grad, backend: str, device: str) -> dict[str,
     return out
 
 
+def _like_ebc_memory(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` copied onto huge-page memory where FusedEmbeddingBagCollection would put its own (CPU, >= 32 MB)."""
+    if weight.device.type != "cpu":
+        return weight
+    huge = empty_huge(weight.shape[0], weight.shape[1], weight.dtype)
+    return weight if huge is None else huge.copy_(weight)
+
+
 def _concat_impls(c: Case, idx, offs, grad, device: str) -> dict[str, Callable]:
     gid = (idx.view(c.T, -1) + torch.arange(c.T, device=device)[:, None] * c.E).reshape(-1)
     starts = offs[:-1]
     out = {}
     if "fwd" in c.modes:
-        weight = torch.rand(c.T * c.E, c.D, device=device)
+        weight = _like_ebc_memory(torch.rand(c.T * c.E, c.D, device=device))
 
         def fwd():
             return F.embedding_bag(gid, weight, starts, mode="sum")
         out["fwd"] = fwd
     if "fwd+bwd+sgd" in c.modes:
         bag = nn.EmbeddingBag(c.T * c.E, c.D, mode="sum", sparse=True, device=device)
+        bag.weight = nn.Parameter(_like_ebc_memory(bag.weight.detach()))
         opt = torch.optim.SGD(bag.parameters(), lr=LR)
         grad_fm = grad.view(c.B, c.T, c.D).transpose(0, 1).reshape(c.T * c.B, c.D).contiguous()
 

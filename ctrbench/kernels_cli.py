@@ -259,3 +259,20 @@ def render_readme(out: Path) -> str:
                 parts += ["Same in every row: " + ", ".join(f"{k}={v}" for k, v in constant.items()), ""]
             parts += [table, ""]
     return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ctrbench.kernels_cli info|verify|bench ...`: the kernels commands without the rest of the CLI,
+    which imports the data and harness layers (pydantic, pyarrow) that a bare GPU box may not have."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m ctrbench.kernels_cli",
+                                     description="ctrbench kernels: info, verify, bench (see `ctrbench kernels -h`)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(sub)
+    args = parser.parse_args(["kernels", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ import statistics
 from collections import defaultdict
 
 from ctrbench.harness.records import RunRecord
+from ctrbench.harness.suite import is_entry_or_point
 
 LOWER_IS_BETTER = {"logloss"}
 
@@ -24,7 +25,7 @@ def _values(records: list[RunRecord], dataset: str, entry: str, metric: str) -> 
 
 def _entry_points(names: list[str], entries: set[str]) -> list[str]:
     """The stored entries a check names: an entry itself or every point of a grid entry ('name[...]')."""
-    return sorted(e for e in entries if any(e == n or e.startswith(n + "[") for n in names))
+    return sorted(e for e in entries if any(is_entry_or_point(e, n) for n in names))
 
 
 def evaluate_check(check, records: list[RunRecord], datasets: list[str]) -> list[dict]:

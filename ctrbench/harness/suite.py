@@ -325,6 +325,11 @@ class SearchSpec:
         return f"{self.dataset.name}/{self.entry}/seed{self.seed}"
 
 
+def is_entry_or_point(run_entry: str, name: str) -> bool:
+    """Whether a run's entry name is the suite entry `name` or one of its grid points ('name[...]')."""
+    return run_entry == name or run_entry.startswith(name + "[")
+
+
 @dataclass
 class Suite:
     """A validated suite: its model runs and searches, ready for the runner."""
@@ -343,12 +348,12 @@ class Suite:
 
     def only(self, names: list[str]) -> "Suite":
         """The same suite restricted to the named entries (a grid entry's name selects all its points)."""
-        unknown = [n for n in names if not any(e == n or e.startswith(n + "[") for e in self.entry_names)]
+        unknown = [n for n in names if not any(is_entry_or_point(e, n) for e in self.entry_names)]
         if unknown:
             raise ConfigError(f"unknown entry {unknown[0]!r}; valid: {', '.join(self.entry_names)}", file=self.path)
 
         def keep(e):
-            return any(e == n or e.startswith(n + "[") for n in names)
+            return any(is_entry_or_point(e, n) for n in names)
 
         return Suite(self.name, self.path, self.description, [r for r in self.runs if keep(r.entry)],
                      [s for s in self.searches if keep(s.entry)], self.datasets, self.seeds, self.entry_names,

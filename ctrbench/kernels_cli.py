@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -264,8 +265,6 @@ def render_readme(out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """`python -m ctrbench.kernels_cli info|verify|bench ...`: the kernels commands without the rest of the CLI,
     which imports the data and harness layers (pydantic, pyarrow) that a bare GPU box may not have."""
-    import sys
-
     parser = argparse.ArgumentParser(prog="python -m ctrbench.kernels_cli",
                                      description="ctrbench kernels: info, verify, bench (see `ctrbench kernels -h`)")
     sub = parser.add_subparsers(dest="command", required=True)

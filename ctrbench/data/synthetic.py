@@ -81,6 +81,18 @@ def split_plan(spec: DatasetSpec, rows: int, knobs: TwinKnobs) -> list[tuple[str
     return [("train", 0, a), ("valid", a, b), ("test", b, rows)]
 
 
+def check_shares(name: str, shares: dict[str, float]) -> dict[str, float]:
+    """`shares` as floats, if every key is a part twin `name` plants, none is negative and one is positive."""
+    valid = list(KNOBS[name].shares)
+    unknown = [k for k in shares if k not in valid]
+    if unknown:
+        raise DataError(f"twin {name} plants no signal part {unknown[0]!r}; valid: {', '.join(valid)}")
+    out = {k: float(v) for k, v in shares.items()}
+    if any(not np.isfinite(v) or v < 0 for v in out.values()) or not any(v > 0 for v in out.values()):
+        raise DataError(f"twin shares must be finite, >= 0 and one of them > 0, got {shares}")
+    return out
+
+
 def build_model(spec: DatasetSpec, rows: int, seed: int, card_ratio: float = 0.005, kappa: float = 3000.0):
     """The generator of `spec`'s twin at this size, and its knobs."""
     if spec.name not in BUILDERS:
@@ -100,13 +112,16 @@ def generate_twin(
     card_ratio: float = 0.005,
     kappa: float = 3000.0,
     auc_margin: float = 0.012,
+    shares: dict[str, float] | None = None,
     progress: bool | None = None,
 ) -> Cache:
     """Generate the synthetic twin of `spec` into a cache at `path` and open it.
 
     rows: total rows (default spec.twin.default_rows); card_ratio: vocabularies approach card_ratio * rows;
     kappa: an id's planted effects are shrunk by sqrt(n / (n + kappa)), n = its expected training rows;
-    auc_margin: the expected oracle AUC sits this much above spec.twin.best_published_auc.
+    auc_margin: the expected oracle AUC sits this much above spec.twin.best_published_auc;
+    shares: variance share per planted signal part, replacing KNOBS[spec.name].shares (None = those; the
+    mixer normalises them, a part at 0 is left out).
     """
     from ctrbench import metrics
 
@@ -115,6 +130,7 @@ def generate_twin(
         raise DataError(f"a twin needs at least 100 rows, got {rows}")
     t0 = time.perf_counter()
     model, knobs = build_model(spec, rows, seed, card_ratio, kappa)
+    shares = check_shares(spec.name, shares) if shares is not None else knobs.shares
     # --- pilot: fit the mixer, then solve scale and bias for the target AUC and CTR
     pilot_n = min(PILOT_ROWS, max(rows, 20_000))
     prng = np.random.default_rng([seed, 1])
@@ -127,7 +143,7 @@ def generate_twin(
         offset_p.append(np.broadcast_to(off, (n,)))
     parts_all = {k: np.concatenate([p[k] for p in parts_p]) for k in parts_p[0]}
     offset_all = np.concatenate(offset_p)
-    mixer = SignalMixer(knobs.shares)
+    mixer = SignalMixer(shares)
     mixer.fit(parts_all)
     target_auc = spec.twin.best_published_auc + auc_margin
     scale, bias = solve_scale(mixer(parts_all), offset_all, spec.twin.base_ctr, target_auc)

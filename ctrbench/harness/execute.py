@@ -66,7 +66,8 @@ def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord 
         cfg = TrainConfig(**run.train)
         with torch_threads(cfg.threads):
             rec.threads = torch.get_num_threads()
-            cache = open_dataset(run.dataset, run.source, rows=run.rows, seed=run.data_seed, data_root=data_root)
+            cache = open_dataset(run.dataset, run.source, rows=run.rows, seed=run.data_seed, data_root=data_root,
+                                 twin=run.twin)
             train_rows = cache.split("train").rows
             rec.train_rows = min(train_rows, cfg.max_train_rows) if cfg.max_train_rows else train_rows
             spec = cache.spec

@@ -1,9 +1,9 @@
 """RunSpec (what to run) and RunRecord (what came out): the harness's two value types.
 
 A run's identity is the hash of its canonical config (entry, model, params, train config, dataset +
-source + rows + data seed, seed, system knobs, search link) — never the suite name, so a suite can be
-renamed or re-run and still find its finished runs. RunRecord is the run store's row and CubicML's
-training data (DESIGN.md "Run record"): keep it stable — add fields, never rename them.
+source + rows + data seed + the twin's generator options when set, seed, system knobs, search link) — never
+the suite name, so a suite can be renamed or re-run and still find its finished runs. RunRecord is the run
+store's row and CubicML's training data (DESIGN.md "Run record"): keep it stable — add fields, never rename them.
 """
 from __future__ import annotations
 
@@ -40,15 +40,19 @@ class RunSpec:
     kind: str = "model"  # "model" or "candidate" (a searcher's proposal)
     search_id: str | None = None
     candidate_index: int | None = None
+    twin: dict = field(default_factory=dict)  # the twin's generator options (suite `twin:`); {} = the defaults
 
     def identity(self) -> dict:
         """The canonical config whose hash identifies the run (no suite name)."""
+        dataset = {"name": self.dataset, "source": self.source, "rows": self.rows, "data_seed": self.data_seed}
+        if self.twin:  # only when set, so runs without twin options keep the hashes they always had
+            dataset["twin"] = self.twin
         ident = {
             "entry": self.entry,
             "model": self.model,
             "params": self.params,
             "train": self.train,
-            "dataset": {"name": self.dataset, "source": self.source, "rows": self.rows, "data_seed": self.data_seed},
+            "dataset": dataset,
             "seed": self.seed,
             "system": self.system,
         }

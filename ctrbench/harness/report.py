@@ -230,8 +230,9 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
         d["error"] = _first_line(r.error)
         d["model_params"] = json.dumps(r.config.get("params", {}), sort_keys=True)
         d["train_config"] = json.dumps(r.config.get("train", {}), sort_keys=True)
+        d["twin_options"] = json.dumps(r.config.get("twin") or {}, sort_keys=True)  # {} = the twin's defaults
         data.append(d)
-    return pd.DataFrame(data, columns=cols + ["model_params", "train_config"])
+    return pd.DataFrame(data, columns=cols + ["model_params", "train_config", "twin_options"])
 
 
 def _flatten(prefix: str, d: dict, out: dict) -> None:

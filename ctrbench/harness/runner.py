@@ -10,6 +10,7 @@ Searcher entries run after the model runs: the searcher proposes candidates, the
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 
 from ctrbench.errors import CtrbenchError
 from ctrbench.harness.execute import execute_run
-from ctrbench.harness.records import RunRecord, RunSpec
+from ctrbench.harness.records import RunRecord, RunSpec, canonical_json
 from ctrbench.harness.store import RunStore, utc_now
 from ctrbench.harness.suite import SearchSpec, Suite
 from ctrbench.search.base import Evaluation, run_search
@@ -301,13 +302,14 @@ def prepare_datasets(suite: Suite, data_root=None) -> None:
     stops the suite before any run starts."""
     from ctrbench.data.api import open_dataset
 
-    seen = set()
+    seen = set()  # (name, source, rows, data seed, canonical JSON of the twin options)
     for r in suite.runs:
-        seen.add((r.dataset, r.source, r.rows, r.data_seed))
+        seen.add((r.dataset, r.source, r.rows, r.data_seed, canonical_json(r.twin)))
     for s in suite.searches:
-        seen.add((s.dataset.name, s.dataset.source, s.dataset.rows, s.dataset.data_seed))
-    for name, source, rows, data_seed in sorted(seen, key=str):
-        open_dataset(name, source, rows=rows, seed=data_seed, data_root=data_root)
+        d = s.dataset
+        seen.add((d.name, d.source, d.rows, d.data_seed, canonical_json(d.twin)))
+    for name, source, rows, data_seed, twin in sorted(seen, key=str):
+        open_dataset(name, source, rows=rows, seed=data_seed, data_root=data_root, twin=json.loads(twin))
 
 
 def run_suite(suite: Suite, store: RunStore, *, executor: str = "local", workers: int | None = None,

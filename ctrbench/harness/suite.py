@@ -7,7 +7,7 @@ the model's own `Params`, train settings by `TrainConfig`, searcher options by t
 
     name: quick
     defaults: {train: {max_epochs: 3}, dataset: {source: synthetic, rows: 40000}}
-    datasets: [{name: criteo_x1}, {name: amazonelectronics_x1, rows: 30000}]
+    datasets: [{name: criteo_x1}, {name: amazonelectronics_x1, rows: 30000, twin: {shares: {first: 1.0}}}]
     seeds: [0, 1]
     entries:
       - {name: dcnv2, model: dcnv2, params: {num_cross_layers: 2}, train: {lr: 0.001}}
@@ -21,6 +21,10 @@ the model's own `Params`, train settings by `TrainConfig`, searcher options by t
       values: {dcnv2: {criteo_x1: {auc: 0.8142, logloss: 0.4380}}}   # entry -> dataset -> metric -> value
     checks:                              # optional claims the report tests on the stored runs (harness/checks.py)
       - {name: dcnv2_beats_grid, entry: dcnv2, rivals: [dcnv2_grid], datasets: [criteo_x1], metric: auc}
+
+`twin:` (in defaults.dataset or a dataset, whose keys override the defaults' one by one; synthetic only) sets
+the twin generator's card_ratio, kappa, auc_margin and shares (signal part -> variance share, replacing the
+twin's default shares; the parts are synthetic.KNOBS[name].shares' keys): part of the run identity.
 """
 from __future__ import annotations
 
@@ -31,10 +35,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from ctrbench.errors import ConfigError, UnknownNameError
 from ctrbench.harness.records import RunSpec, canonical_json
@@ -46,10 +50,28 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TwinOptions(Strict):
+    """Generator options of a synthetic twin (ctrbench.data.synthetic.generate_twin; unset = its default): an
+    easier or harder variant of the twin, part of the run identity and of the twin's cache folder."""
+
+    card_ratio: Optional[float] = Field(None, gt=0, allow_inf_nan=False)  # vocabularies approach card_ratio*rows
+    kappa: Optional[float] = Field(None, ge=0, allow_inf_nan=False)  # shrinkage of rare ids' planted effects
+    auc_margin: Optional[float] = Field(None, allow_inf_nan=False)  # oracle AUC - the best published AUC
+    shares: Optional[dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]]] = None  # part -> variance share
+
+    @field_validator("shares")
+    @classmethod
+    def _one_positive(cls, v):
+        if v is not None and not any(x > 0 for x in v.values()):
+            raise ValueError("at least one share must be > 0")
+        return v
+
+
 class DatasetDefaults(Strict):
     source: Literal["synthetic", "real"] = "synthetic"
     rows: Optional[PositiveInt] = None  # twin size (synthetic) or row cap (None = the dataset's default)
     data_seed: int = 0  # the twin generator's seed (the same data for every model seed)
+    twin: Optional[TwinOptions] = None  # generator options of every synthetic dataset's twin
 
 
 class DatasetEntry(Strict):
@@ -57,6 +79,7 @@ class DatasetEntry(Strict):
     source: Optional[Literal["synthetic", "real"]] = None  # None = defaults.dataset.source
     rows: Optional[PositiveInt] = None
     data_seed: Optional[int] = None
+    twin: Optional[TwinOptions] = None  # its keys override defaults.dataset.twin's one by one
 
 
 class Defaults(Strict):
@@ -293,6 +316,12 @@ class DatasetRef:
     source: str
     rows: int | None
     data_seed: int
+    twin: dict = field(default_factory=dict, hash=False)  # the twin's generator options ({} = the defaults)
+
+    def identity(self) -> dict:
+        """The dataset part of a search's identity (the twin options only when set: old ids stay)."""
+        d = {"name": self.name, "source": self.source, "rows": self.rows, "data_seed": self.data_seed}
+        return d | ({"twin": self.twin} if self.twin else {})
 
 
 @dataclass(frozen=True)
@@ -313,7 +342,7 @@ class SearchSpec:
 
     def identity(self) -> dict:
         return {"entry": self.entry, "searcher": self.searcher, "options": self.options, "model": self.model,
-                "params": self.params, "train": self.train, "dataset": self.dataset.__dict__, "seed": self.seed,
+                "params": self.params, "train": self.train, "dataset": self.dataset.identity(), "seed": self.seed,
                 "system": self.system}
 
     @property
@@ -373,7 +402,7 @@ class Suite:
             dataset=search.dataset.name, source=search.dataset.source, rows=search.dataset.rows,
             data_seed=search.dataset.data_seed, seed=search.seed, system=search.system, kind="candidate",
             search_id=search.search_id,
-            candidate_index=index,
+            candidate_index=index, twin=search.dataset.twin,
         )
 
 
@@ -457,8 +486,13 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
             raise src.error(f"unknown dataset {d.name!r}; valid: {', '.join(exc.valid)}", ("datasets", j, "name")) from None
         if any(x.name == d.name for x in datasets):
             raise src.error(f"dataset {d.name!r} listed twice", ("datasets", j, "name"))
-        datasets.append(DatasetRef(d.name, d.source or dflt.source, d.rows if d.rows is not None else dflt.rows,
-                                   d.data_seed if d.data_seed is not None else dflt.data_seed))
+        source = d.source or dflt.source
+        datasets.append(DatasetRef(d.name, source, d.rows if d.rows is not None else dflt.rows,
+                                   d.data_seed if d.data_seed is not None else dflt.data_seed,
+                                   _twin_options(reg, dflt, d, j, source, src)))
+    if dflt.twin is not None and all(d.source != "synthetic" for d in datasets):
+        raise src.error("twin options apply to source synthetic only, and no dataset here is synthetic",
+                        ("defaults", "dataset", "twin"))
     by_name = {d.name: d for d in datasets}
     entry_names = [e.name for e in sf.entries]
     for i, e in enumerate(sf.entries):
@@ -545,7 +579,7 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
                         runs.append(RunSpec(
                             suite=sf.name, entry=name, model=model_name, params=rparams, train=rtrain,
                             dataset=ds.name, source=ds.source, rows=ds.rows, data_seed=ds.data_seed, seed=seed,
-                            system=system,
+                            system=system, twin=ds.twin,
                         ))
                     else:
                         _validate_params(model_cls, model_name, params, src, ploc)  # the fixed part alone is valid
@@ -578,6 +612,45 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
         for c in _first_candidates(reg, s):
             suite.candidate_spec(s, c.index, c.params, c.train)
     return suite
+
+
+def _twin_parts(name: str) -> list[str] | None:
+    """The signal parts twin `name` plants (None: no twin)."""
+    from ctrbench.data.synthetic import KNOBS
+
+    return list(KNOBS[name].shares) if name in KNOBS else None
+
+
+def _twin_options(reg: Registries, dflt: DatasetDefaults, d: DatasetEntry, j: int, source: str,
+                  src: SourceMap) -> dict:
+    """The twin options of datasets[j]: defaults.dataset.twin's keys, then the entry's (a real dataset takes
+    none: giving it `twin:` is an error, the defaults' apply to the synthetic datasets only)."""
+    own = d.twin.model_dump(exclude_none=True) if d.twin is not None else {}
+    if source != "synthetic":
+        if d.twin is not None:
+            raise src.error(f"twin options apply to source synthetic only; {d.name} has source {source!r}",
+                            ("datasets", j, "twin"))
+        return {}
+    base = dflt.twin.model_dump(exclude_none=True) if dflt.twin is not None else {}
+    layers = [(("defaults", "dataset", "twin"), base), (("datasets", j, "twin"), own)]
+    loc = _layers_loc(layers)
+    opts = base | own
+    if "shares" in opts:
+        parts = _twin_parts(d.name)
+        if parts is None:
+            raise src.error(f"dataset {d.name!r} has no synthetic twin", loc("shares"))
+        for k in opts["shares"]:
+            if k not in parts:
+                raise src.error(f"twin of {d.name} plants no signal part {k!r}; valid: {', '.join(parts)}",
+                                loc("shares") + (k,))
+    if "auc_margin" in opts:
+        profile = getattr(reg.dataset_spec(d.name), "twin", None)
+        best = getattr(profile, "best_published_auc", None)
+        target = None if best is None else best + opts["auc_margin"]
+        if target is not None and not 0.5 < target < 1.0:
+            raise src.error(f"auc_margin {opts['auc_margin']} puts {d.name}'s oracle AUC at {target:.4f} (best "
+                            f"published {best}); it must stay in (0.5, 1)", loc("auc_margin"))
+    return opts
 
 
 def _grid_aware(loc_fn: Callable[[str], tuple], section: str, grid: dict, eloc: tuple) -> Callable[[str], tuple]:

@@ -114,3 +114,28 @@ def test_interrupt_marking_on_sigterm(tmp_path):
     rec = store.get(spec.config_hash)
     assert rec.status == "interrupted" and "signal" in rec.error
     assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_twin_options_reach_open_dataset_and_the_record(write_suite, tmp_path, fake_execute, monkeypatch):
+    """prepare_datasets and execute_run open each dataset with its twin options; the stored record keeps them."""
+    import ctrbench.data.api as api
+    from ctrbench.harness.execute import execute_run
+
+    opened = []
+
+    def fake_open(name, source="synthetic", **kw):
+        opened.append((name, kw.get("twin")))
+        raise RuntimeError("opened")  # execute_run records this as a failed run
+
+    text = SUITE.replace("{name: amazonelectronics_x1}", "{name: amazonelectronics_x1, twin: {shares: {first: 1}}}")
+    suite = load_suite(write_suite(text)).only(["lr"])
+    monkeypatch.setattr(api, "open_dataset", lambda name, source="synthetic", **kw: opened.append((name, kw["twin"])))
+    store = RunStore(tmp_path / "runs.sqlite")
+    result = run_suite(suite, store)
+    assert sorted(opened) == [("amazonelectronics_x1", {"shares": {"first": 1.0}}), ("criteo_x1", {})]
+    recs = {r.dataset: store.get(r.config_hash) for r in result.records}
+    assert recs["amazonelectronics_x1"].spec.twin == {"shares": {"first": 1.0}} and recs["criteo_x1"].spec.twin == {}
+    opened.clear()
+    monkeypatch.setattr(api, "open_dataset", fake_open)
+    rec = execute_run(recs["amazonelectronics_x1"].spec)
+    assert rec.status == "failed" and opened == [("amazonelectronics_x1", {"shares": {"first": 1.0}})]

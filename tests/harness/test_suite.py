@@ -130,3 +130,77 @@ def test_gauc_monitor_needs_a_group_id(write_suite):
     load_suite(write_suite(ok))  # amazonelectronics_x1 has user_id groups
     check(write_suite, "train: {max_epochs: 1, batch_size: 256}", "train: {max_epochs: 1, monitor: gauc}",
           "defaults.train.monitor", "needs a group id", "criteo_x1")
+
+
+# --- twin generator options (`twin:`) ----------------------------------------------------------------------
+TWIN = SUITE.replace("  dataset: {rows: 3000}", "  dataset: {rows: 3000, twin: {kappa: 100, card_ratio: 0.01}}")
+TWIN = TWIN.replace("    rows: 2000\n",
+                    "    rows: 2000\n    twin: {card_ratio: 0.002, shares: {first: 1, rel_attn: 0.5}}\n")
+
+
+def test_twin_options_merge_key_by_key_and_enter_the_identity(write_suite):
+    plain, twin = load_suite(write_suite(SUITE)), load_suite(write_suite(TWIN, "twin.yaml"))
+    by = {(r.entry, r.dataset, r.seed): r for r in twin.runs}
+    assert by[("lr", "criteo_x1", 0)].twin == {"kappa": 100.0, "card_ratio": 0.01}
+    assert by[("lr", "amazonelectronics_x1", 0)].twin == {"kappa": 100.0, "card_ratio": 0.002,
+                                                         "shares": {"first": 1.0, "rel_attn": 0.5}}
+    assert {r.config_hash for r in plain.runs}.isdisjoint(r.config_hash for r in twin.runs)
+    assert all(r.twin == {} and "twin" not in r.identity()["dataset"] for r in plain.runs)
+    assert twin.searches[0].dataset.twin == {"kappa": 100.0, "card_ratio": 0.01}
+    assert twin.searches[0].search_id != plain.searches[0].search_id
+    cand = twin.candidate_spec(twin.searches[0], 0, {}, {})
+    assert cand.twin == {"kappa": 100.0, "card_ratio": 0.01} and cand.identity()["dataset"]["twin"] == cand.twin
+    # the defaults' options go to the synthetic datasets only
+    one_real = TWIN.replace("  - {name: criteo_x1}", "  - {name: criteo_x1, source: real}")
+    real = load_suite(write_suite(one_real, "r.yaml"))
+    assert {r.twin.get("kappa") for r in real.runs if r.dataset == "criteo_x1"} == {None}
+
+
+def test_no_twin_keeps_the_hashes_it_always_had():
+    """Runs and searches without twin options hash exactly as before `twin:` existed (hashes from that code)."""
+    from ctrbench.harness.records import RunSpec
+    from ctrbench.harness.suite import DatasetRef, SearchSpec
+
+    kw = dict(suite="s", entry="e", model="lr", params={"a": 1}, train={"lr": 0.001, "seed": 0}, dataset="criteo_x1",
+              rows=2000, data_seed=3, seed=1, system={"measure_steps": 10})
+    assert RunSpec(**kw).config_hash == RunSpec(**kw, twin={}).config_hash == "4566a7f44c4f46d8"
+    assert RunSpec(**kw, twin={"kappa": 1.0}).config_hash != "4566a7f44c4f46d8"
+    search = dict(suite="s", entry="rs", searcher="random", options={"budget": 2}, model="lr", params={}, train={},
+                  seed=0)
+    assert SearchSpec(**search, dataset=DatasetRef("criteo_x1", "synthetic", 2000, 3)).search_id == "s54f79f8f8aceb25"
+    assert SearchSpec(**search, dataset=DatasetRef("criteo_x1", "synthetic", 2000, 3, {"kappa": 1.0})).search_id \
+        != "s54f79f8f8aceb25"
+
+
+def test_twin_option_errors(write_suite):
+    def bad(new, path, *needles):
+        with pytest.raises(ConfigError) as ei:
+            load_suite(write_suite(TWIN.replace("card_ratio: 0.002, shares: {first: 1, rel_attn: 0.5}", new)))
+        assert ei.value.path == path, str(ei.value)
+        for n in needles:
+            assert n in str(ei.value), str(ei.value)
+        return str(ei.value)
+
+    from ctrbench.data.synthetic import KNOBS
+
+    msg = bad("shares: {first: 1, foo: 0.5}", "datasets[1].twin.shares.foo", "plants no signal part 'foo'",
+              "suite.yaml:9 ")
+    assert all(p in msg for p in KNOBS["amazonelectronics_x1"].shares)
+    bad("card_ratio: 0", "datasets[1].twin.card_ratio", "greater than 0")
+    bad("card_ratio: -1", "datasets[1].twin.card_ratio", "greater than 0")
+    bad("kappa: -1", "datasets[1].twin.kappa", "greater than or equal to 0")
+    bad("shares: {first: 0}", "datasets[1].twin.shares", "at least one share must be > 0")
+    bad("shares: {first: -1}", "datasets[1].twin.shares.first", "greater than or equal to 0")
+    bad("kapa: 3", "datasets[1].twin.kapa", "unknown key 'kapa'", "card_ratio", "auc_margin", "shares")
+    bad("auc_margin: 0.5", "datasets[1].twin.auc_margin", "(0.5, 1)")
+    with pytest.raises(ConfigError) as ei:  # an entry's twin options on a real dataset
+        load_suite(write_suite(TWIN.replace("    rows: 2000\n", "    rows: 2000\n    source: real\n")))
+    assert ei.value.path == "datasets[1].twin" and "synthetic only" in str(ei.value)
+    # a share key from the defaults is wrong for a dataset that does not plant that part
+    with pytest.raises(ConfigError) as ei:
+        load_suite(write_suite(TWIN.replace("kappa: 100,", "shares: {rel_attn: 1},")))
+    assert ei.value.path == "defaults.dataset.twin.shares.rel_attn" and "criteo_x1" in str(ei.value)
+    with pytest.raises(ConfigError) as ei:  # default options where no dataset is synthetic
+        load_suite(write_suite(TWIN.replace("  dataset: {rows: 3000,", "  dataset: {source: real, rows: 3000,")
+                               .replace("    twin: {card_ratio: 0.002, shares: {first: 1, rel_attn: 0.5}}\n", "")))
+    assert ei.value.path == "defaults.dataset.twin" and "no dataset here is synthetic" in str(ei.value)

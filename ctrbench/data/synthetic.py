@@ -12,7 +12,9 @@ the oldest 100 as its converter did). The generators themselves live in `twin_mo
 Labels: p = sigmoid(bias + scale * signal + offset(t)); signal mixes standardised parts with fixed variance
 shares (KNOBS): first-order id effects, an FM-like clique of pairwise latent interactions, a higher-order term
 (a random tanh MLP over three fields' latent factors plus a three-way product), numeric effects, and for the
-sequential sets target-history relevance (mean- and attention-pooled latent similarity). Every part is a
+sequential sets target-history relevance (mean- and attention-pooled latent similarity) and short-term intent
+(`recent`: how much the latest behaviours, decayed by half per step back, match the target beyond the user's
+long-term mix: a signal only models that see positions can read, as in real logs). Every part is a
 function of the stored features only (a missing numeric reads as the 0 it is stored as), so the oracle never
 knows more than a model can. Every id's effects are
 shrunk by sqrt(n / (n + kappa)), n = its expected training rows, so the signal sits where this many rows can
@@ -45,7 +47,8 @@ from ctrbench.data.schema import DatasetSpec
 from ctrbench.data.twin_models import BUILDERS, TwinKnobs, TwinSize
 from ctrbench.errors import DataError
 
-GENERATOR_VERSION = 3  # 3: numeric effects see only the stored value (missing reads as 0, criteo_x1 caps)
+GENERATOR_VERSION = 4  # 3: numeric effects see only the stored value (missing reads as 0, criteo_x1 caps)
+#                       4: sequential twins plant a short-term-intent part ("recent", twin_models.recency_pool)
 PILOT_ROWS = 100_000
 
 _TAB = {"first": 0.66, "pair": 0.16, "higher": 0.08, "numeric": 0.10}
@@ -56,11 +59,14 @@ KNOBS: dict[str, TwinKnobs] = {
     "avazu_x1": TwinKnobs({"first": 0.45, "pair": 0.40, "higher": 0.15}, split_fractions=(0.70, 0.10, 0.20),
                           trend=-0.3),
     "avazu": TwinKnobs({"first": 0.45, "pair": 0.40, "higher": 0.15}),
-    "amazonelectronics_x1": TwinKnobs({"first": 0.20, "rel_mean": 0.25, "rel_attn": 0.35, "cate_match": 0.20},
+    "amazonelectronics_x1": TwinKnobs({"first": 0.20, "rel_mean": 0.15, "rel_attn": 0.25, "cate_match": 0.10,
+                                       "recent": 0.30},
                                       chunk_rows=32_768),
-    "taobaoad_x1": TwinKnobs({"first": 0.25, "pair": 0.25, "higher": 0.05, "numeric": 0.10, "rel_attn": 0.35},
+    "taobaoad_x1": TwinKnobs({"first": 0.20, "pair": 0.20, "higher": 0.05, "numeric": 0.10, "rel_attn": 0.20,
+                              "recent": 0.25},
                              chunk_rows=32_768),
-    "kuaivideo_x1": TwinKnobs({"first": 0.25, "pair": 0.25, "visual": 0.15, "rel_pos": 0.25, "rel_neg": 0.10},
+    "kuaivideo_x1": TwinKnobs({"first": 0.20, "pair": 0.20, "visual": 0.15, "rel_pos": 0.15, "rel_neg": 0.05,
+                               "recent": 0.25},
                               chunk_rows=32_768),
 }
 

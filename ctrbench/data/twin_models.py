@@ -173,6 +173,20 @@ def attention_similarity(target: np.ndarray, item_vec: np.ndarray, hist: np.ndar
     return mean, attn
 
 
+def recency_pool(values: np.ndarray, valid: np.ndarray, half_life: float = 1.0) -> np.ndarray:
+    """Short-term intent: sum over a left-padded history of (value_j - the row's mean value) * 2^(-age_j /
+    half_life), age 0 = the last slot (the latest behaviour), padded cells ignored. With half_life 1 the latest
+    behaviour weighs 1, the one before 0.5, ...; centring on the row's mean keeps only what the latest
+    behaviours say beyond the user's long-term mix, so a mean over the whole history cannot read it: only a
+    model that sees positions (recent tokens, position embeddings) can. The sum goes through tanh so that a rare
+    long same-category streak saturates instead of pushing the click probability to 1."""
+    width = values.shape[1]
+    v = np.where(valid, values, 0.0)
+    mean = v.sum(1, keepdims=True) / np.maximum(valid.sum(1, keepdims=True), 1)
+    decay = 2.0 ** (-np.arange(width - 1, -1, -1, dtype=np.float64) / half_life)
+    return np.tanh(np.where(valid, v - mean, 0.0) @ decay)
+
+
 # =========================================================================================== tabular twins
 
 # Criteo-like numeric shapes per I-field: (missing rate, median count, log-sigma, zero share, min value)
@@ -444,7 +458,8 @@ class AmazonTwin:
         tcate = c.item_cate[target]
         hcate = np.where(mask, c.item_cate[np.maximum(hist, 0)], -1)
         mean, attn = attention_similarity(c.item_vec[target], c.item_vec, hist)
-        match = np.log1p((hcate == tcate[:, None]).sum(1))
+        same_cate = hcate == tcate[:, None]
+        match = np.log1p(same_cate.sum(1))
         blocks = {
             "categorical": np.stack([target + 1, tcate + 1], axis=1).astype(np.int32),
             "seq__item_history": np.where(mask, hist + 1, 0).astype(np.int32),
@@ -452,7 +467,7 @@ class AmazonTwin:
             "group_id": (user + 1).astype(np.int64),
         }
         parts = {"first": self.w_item[target] + self.w_cate[tcate], "rel_mean": mean, "rel_attn": attn,
-                 "cate_match": match}
+                 "cate_match": match, "recent": recency_pool(same_cate.astype(np.float64), mask)}
         return blocks, parts, 0.0
 
     def describe(self) -> dict:
@@ -571,7 +586,9 @@ class TaobaoTwin:
             "seq__btag_his": btag_h.astype(np.int32),
             "group_id": (user + 1).astype(np.int64),
         }
-        parts = {"first": first, "pair": pair, "higher": higher, "numeric": numeric_effect, "rel_attn": rel}
+        same_cate = cate_h == ids["cate_id"][:, None]
+        parts = {"first": first, "pair": pair, "higher": higher, "numeric": numeric_effect, "rel_attn": rel,
+                 "recent": recency_pool(same_cate.astype(np.float64), mask)}
         return blocks, parts, 0.0
 
     def describe(self) -> dict:
@@ -681,9 +698,11 @@ class KuaiTwin:
             "seq__neg_items_emb": (seqs["neg"] + 1).astype(np.int32),
             "group_id": (user + 1).astype(np.int64),
         }
+        latest = seqs["pos"]  # similarity to the latest clicked items (the pretrained table exposes item_vec)
+        latest_sim = np.einsum("nd,ntd->nt", tvec, c.item_vec[np.maximum(latest, 0)])
         parts = {"first": self.w_user[user] + self.w_item[target],
                  "pair": np.einsum("nd,nd->n", c.user_vec[user], tvec), "visual": visual,
-                 "rel_pos": sims["pos"][1], "rel_neg": -sims["neg"][0]}
+                 "rel_pos": sims["pos"][1], "rel_neg": -sims["neg"][0], "recent": recency_pool(latest_sim, latest >= 0)}
         return blocks, parts, 0.0
 
     def describe(self) -> dict:

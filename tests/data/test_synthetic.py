@@ -209,3 +209,35 @@ def test_numeric_effect_is_a_function_of_the_stored_value(name):
         np.minimum.at(lo, group, effects[:, j])
         np.maximum.at(hi, group, effects[:, j])
         assert np.all(hi - lo < 1e-9), f"{name} numeric column {j}: one stored value, several effects"
+
+
+def test_recency_pool_weighs_the_latest_behaviour_beyond_the_row_mean():
+    """Short-term intent: age 0 (the last slot) weighs 1, age 1 weighs 0.5; padding is ignored; a history with
+    the same value everywhere carries no recency (centred on the row's mean); tanh bounds the result."""
+    from ctrbench.data.twin_models import recency_pool
+
+    valid = np.array([[False, True, True], [False, True, True], [True, True, True], [False, False, False]])
+    values = np.array([[9.0, 0.0, 1.0], [9.0, 1.0, 0.0], [1.0, 1.0, 1.0], [5.0, 5.0, 5.0]])
+    out = recency_pool(values, valid)
+    assert out[0] == pytest.approx(math.tanh(0.5 * 1 + (-0.5) * 0.5))  # padded 9 ignored, mean 0.5
+    assert out[1] == pytest.approx(math.tanh(-0.5 + 0.5 * 0.5))
+    assert out[2] == 0.0 and out[3] == 0.0
+    assert np.all(np.abs(recency_pool(np.random.default_rng(0).normal(0, 50, (100, 20)), np.ones((100, 20), bool))) <= 1)
+
+
+def test_amazon_recency_part_is_read_from_stored_order():
+    """The AmazonElectronics twin's `recent` part is a function of the stored category history and its order (so a
+    model can learn it, and only one that sees positions), and nearly uncorrelated with the mean-poolable match."""
+    from ctrbench.data.synthetic import build_model
+    from ctrbench.data.twin_models import recency_pool
+
+    model, _ = build_model(get_spec("amazonelectronics_x1"), 20_000, seed=0)
+    rng = np.random.default_rng(7)
+    blocks, parts, _ = model.sample(rng, 5_000, rng.random(5_000))
+    hist, target = blocks["seq__cate_history"], blocks["categorical"][:, 1]
+    same, valid = (hist == target[:, None]).astype(float), hist > 0
+    np.testing.assert_allclose(parts["recent"], recency_pool(same, valid))
+    reversed_rows = np.array([np.r_[h[~v], h[v][::-1]] for h, v in zip(hist, valid)])  # same bag, other order
+    moved = recency_pool((reversed_rows == target[:, None]).astype(float), valid)
+    assert np.mean(np.abs(moved - parts["recent"]) > 1e-9) > 0.2
+    assert abs(np.corrcoef(parts["recent"], parts["cate_match"])[0, 1]) < 0.15

@@ -22,6 +22,18 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def dataset_identity(name: str, source: str, rows: int | None, data_seed: int, twin: dict | None) -> dict:
+    """The dataset part of a run's or a search's identity. A twin's generator version is in it, so a suite rerun
+    after the generator changed runs again instead of resuming the old twin's results as finished; the twin
+    options only when set."""
+    d = {"name": name, "source": source, "rows": rows, "data_seed": data_seed}
+    if source == "synthetic":
+        from ctrbench.data.synthetic import GENERATOR_VERSION
+
+        d["generator"] = GENERATOR_VERSION
+    return d | ({"twin": twin} if twin else {})
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One run to execute: a model with its params and train config, on one dataset, with one seed."""
@@ -44,9 +56,7 @@ class RunSpec:
 
     def identity(self) -> dict:
         """The canonical config whose hash identifies the run (no suite name)."""
-        dataset = {"name": self.dataset, "source": self.source, "rows": self.rows, "data_seed": self.data_seed}
-        if self.twin:  # only when set, so runs without twin options keep the hashes they always had
-            dataset["twin"] = self.twin
+        dataset = dataset_identity(self.dataset, self.source, self.rows, self.data_seed, self.twin)
         ident = {
             "entry": self.entry,
             "model": self.model,

@@ -41,7 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from ctrbench.errors import ConfigError, UnknownNameError
-from ctrbench.harness.records import RunSpec, canonical_json
+from ctrbench.harness.records import RunSpec, canonical_json, dataset_identity
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-\[\]=,]+$"
 
@@ -319,9 +319,8 @@ class DatasetRef:
     twin: dict = field(default_factory=dict, hash=False)  # the twin's generator options ({} = the defaults)
 
     def identity(self) -> dict:
-        """The dataset part of a search's identity (the twin options only when set: old ids stay)."""
-        d = {"name": self.name, "source": self.source, "rows": self.rows, "data_seed": self.data_seed}
-        return d | ({"twin": self.twin} if self.twin else {})
+        """The dataset part of a search's identity (records.dataset_identity)."""
+        return dataset_identity(self.name, self.source, self.rows, self.data_seed, self.twin)
 
 
 @dataclass(frozen=True)

@@ -156,20 +156,28 @@ def test_twin_options_merge_key_by_key_and_enter_the_identity(write_suite):
     assert {r.twin.get("kappa") for r in real.runs if r.dataset == "criteo_x1"} == {None}
 
 
-def test_no_twin_keeps_the_hashes_it_always_had():
-    """Runs and searches without twin options hash exactly as before `twin:` existed (hashes from that code)."""
+def test_run_identity_holds_the_twin_generator_version(monkeypatch):
+    """An empty `twin:` hashes as none; a synthetic run's and search's identity change with the twin generator's
+    version (so a rerun after a generator change is not resumed from the old twin's runs), a real one's does not."""
+    from ctrbench.data import synthetic
     from ctrbench.harness.records import RunSpec
     from ctrbench.harness.suite import DatasetRef, SearchSpec
 
     kw = dict(suite="s", entry="e", model="lr", params={"a": 1}, train={"lr": 0.001, "seed": 0}, dataset="criteo_x1",
               rows=2000, data_seed=3, seed=1, system={"measure_steps": 10})
-    assert RunSpec(**kw).config_hash == RunSpec(**kw, twin={}).config_hash == "4566a7f44c4f46d8"
-    assert RunSpec(**kw, twin={"kappa": 1.0}).config_hash != "4566a7f44c4f46d8"
     search = dict(suite="s", entry="rs", searcher="random", options={"budget": 2}, model="lr", params={}, train={},
                   seed=0)
-    assert SearchSpec(**search, dataset=DatasetRef("criteo_x1", "synthetic", 2000, 3)).search_id == "s54f79f8f8aceb25"
-    assert SearchSpec(**search, dataset=DatasetRef("criteo_x1", "synthetic", 2000, 3, {"kappa": 1.0})).search_id \
-        != "s54f79f8f8aceb25"
+
+    def ids():
+        return (RunSpec(**kw).config_hash, RunSpec(**kw, twin={}).config_hash, RunSpec(**kw, source="real").config_hash,
+                SearchSpec(**search, dataset=DatasetRef("criteo_x1", "synthetic", 2000, 3)).search_id)
+
+    before = ids()
+    assert before[0] == before[1] != before[2]
+    assert RunSpec(**kw, twin={"kappa": 1.0}).config_hash != before[0]
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
+    after = ids()
+    assert after[0] != before[0] and after[3] != before[3] and after[2] == before[2]
 
 
 def test_twin_option_errors(write_suite):

@@ -54,6 +54,12 @@ def add_commands(sub) -> None:
     t.add_argument("--rows", type=int, default=None, help="rows (default: the dataset's default twin size)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data-root", type=Path, default=None)
+    t.add_argument("--card-ratio", type=float, default=None, help="vocabularies approach card_ratio * rows")
+    t.add_argument("--kappa", type=float, default=None, help="id effects shrunk by sqrt(n / (n + kappa))")
+    t.add_argument("--auc-margin", type=float, default=None, help="oracle AUC above the best published one")
+    t.add_argument("--shares", default=None,
+                   help='signal part -> variance share as JSON, e.g. \'{"first": 0.7, "pair": 0.3}\' '
+                        "(replaces the twin's default shares)")
     t.set_defaults(func=cmd_twin)
 
 
@@ -209,6 +215,15 @@ def cmd_twin(args: argparse.Namespace) -> int:
 
     if args.rows is not None and args.rows <= 0:
         raise DataError(f"--rows must be positive, got {args.rows}")
-    cache = open_dataset(args.name, "synthetic", rows=args.rows, seed=args.seed, data_root=args.data_root)
+    options = {"card_ratio": args.card_ratio, "kappa": args.kappa, "auc_margin": args.auc_margin}
+    if args.shares is not None:
+        try:
+            options["shares"] = json.loads(args.shares)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"--shares is not JSON ({exc.msg} at character {exc.pos}): {args.shares!r}") from None
+        if not isinstance(options["shares"], dict):
+            raise DataError(f"--shares must be a JSON object of part -> share, got {args.shares!r}")
+    twin = {k: v for k, v in options.items() if v is not None}
+    cache = open_dataset(args.name, "synthetic", rows=args.rows, seed=args.seed, data_root=args.data_root, twin=twin)
     _print_cache(_console(), cache, f"{args.name} twin")
     return 0

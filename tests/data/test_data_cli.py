@@ -86,3 +86,18 @@ def test_twin_cache_is_keyed_by_generator_version(tmp_path, monkeypatch):
     new = open_dataset("avazu_x1", rows=500, seed=3, data_root=tmp_path)
     assert old.path != new.path
     assert sorted(p.name for p in (tmp_path / "avazu_x1").iterdir()) == sorted([old.path.name, new.path.name])
+
+
+def test_twin_takes_generator_options(tmp_path, capsys):
+    """`data twin` builds a twin variant in its own cache folder; bad --shares is a clear error naming the parts."""
+    root = tmp_path / "root"
+    args = ["data", "twin", "avazu_x1", "--rows", "3000", "--data-root", str(root)]
+    assert main(args + ["--card-ratio", "0.002", "--shares", '{"first": 0.8, "pair": 0.2}']) == 0
+    (variant,) = (root / "avazu_x1").iterdir()
+    assert variant.name == twin_tag(3000, 0, {"card_ratio": 0.002, "shares": {"first": 0.8, "pair": 0.2}})
+    capsys.readouterr()
+    assert main(args + ["--shares", "{first: 1}"]) == 2
+    assert "--shares is not JSON" in capsys.readouterr().err
+    assert main(args + ["--shares", '{"recent": 1.0}']) == 2
+    err = capsys.readouterr().err
+    assert "recent" in err and "pair" in err

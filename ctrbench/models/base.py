@@ -31,6 +31,9 @@ class ModelParams(BaseModel):
         "table (DLRM reference / TorchRec)"
     )
     embedding_init_std: float = Field(1e-4, gt=0)
+    numeric_norm: bool = Field(
+        False, description="standardise numeric inputs (BatchNorm without affine) before the model sees them; BARS "
+        "feeds raw values (TaobaoAd's price is in the hundreds). InterFormer always does (its dense token)")
 
 
 class CTRModel(nn.Module):
@@ -66,6 +69,7 @@ class CTRModel(nn.Module):
             backend=self.params.embedding_backend,
             kernel_backend=self.params.kernel_backend,
             include_numeric=include_numeric,
+            numeric_norm=self.params.numeric_norm,
             init=self.params.embedding_init,
             init_std=self.params.embedding_init_std,
         )

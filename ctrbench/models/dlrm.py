@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from torch import nn
 from pydantic import Field
 
 from ctrbench.models.base import CTRModel, ModelParams
@@ -34,6 +35,7 @@ class DLRM(CTRModel):
         n_dense = len(spec.numeric)
         mlp = dict(activation_name=p.hidden_activations, dropout=p.net_dropout, batch_norm=p.batch_norm)
         self.bottom = MLP(n_dense, p.bottom_mlp_units, d, **mlp) if n_dense else None
+        self.dense_norm = nn.BatchNorm1d(n_dense, affine=False) if n_dense and p.numeric_norm else None
         n_fields = self.embedding.num_fields + (1 if n_dense else 0)
         if p.interaction_op == "dot":
             self.interact = DotInteraction(n_fields)
@@ -47,7 +49,7 @@ class DLRM(CTRModel):
         emb = self.embedding(batch)
         dense = None
         if self.bottom is not None:
-            dense = self.bottom(batch.dense)
+            dense = self.bottom(batch.dense if self.dense_norm is None else self.dense_norm(batch.dense))
             emb = torch.cat([dense.unsqueeze(1), emb], dim=1)
         if self.interact is None:
             h = emb.flatten(1)

@@ -6,7 +6,8 @@
   sequence pools by the mean over its non-padding ids (FuxiCTR MaskedAveragePooling; all padding -> 0).
 - Pretrained fields (KuaiVideo item_emb): the frozen table from the cache, then a learnable Linear(p, d);
   sequences owned by a pretrained field pool the frozen vectors the same way before the projection.
-- Numeric fields: FuxiCTR's numeric embedding, a learnable vector per field scaled by the value.
+- Numeric fields: FuxiCTR's numeric embedding, a learnable vector per field scaled by the value (optionally the
+  value standardised first: `numeric_norm`).
 
 `backend="torch"` is the plain-PyTorch path; `backend="fused"` runs the categorical part through
 `ctrbench.kernels.embedding_bag.module.FusedEmbeddingBagCollection` with the chosen kernel backend.
@@ -48,6 +49,7 @@ class EmbeddingCollection(nn.Module):
         backend: str = "torch",
         kernel_backend: str | None = None,
         include_numeric: bool = True,
+        numeric_norm: bool = False,
         sparse: bool = False,
         init: str = "normal",
         init_std: float = 1e-4,
@@ -106,6 +108,8 @@ class EmbeddingCollection(nn.Module):
             w = torch.empty(len(self.num_names), dim)
             nn.init.normal_(w, std=init_std)
             self.numeric = nn.Parameter(w)
+        # optional standardisation of the raw values (batch statistics in training, running ones in eval)
+        self.dense_norm = nn.BatchNorm1d(len(self.num_names), affine=False) if self.num_names and numeric_norm else None
 
         self.field_names = (
             self.bag_features
@@ -270,7 +274,8 @@ class EmbeddingCollection(nn.Module):
             parts.append(packed)
         parts.extend(self._lookup_pretrained(batch))
         if self.numeric is not None:
-            parts.append(batch.dense.unsqueeze(-1) * self.numeric)
+            dense = batch.dense if self.dense_norm is None else self.dense_norm(batch.dense)
+            parts.append(dense.unsqueeze(-1) * self.numeric)
         if not parts:
             raise ValueError("the dataset has no model input fields")
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

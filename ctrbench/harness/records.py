@@ -1,7 +1,7 @@
 """RunSpec (what to run) and RunRecord (what came out): the harness's two value types.
 
 A run's identity is the hash of its canonical config (entry, model, params, train config, dataset +
-source + rows + data seed + the twin's generator options when set, seed, system knobs, search link) — never
+source + rows + data seed + a twin's generator version and options, seed, system knobs, search link) — never
 the suite name, so a suite can be renamed or re-run and still find its finished runs. RunRecord is the run
 store's row and CubicML's training data (DESIGN.md "Run record"): keep it stable — add fields, never rename them.
 """

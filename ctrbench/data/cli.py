@@ -55,7 +55,8 @@ def add_commands(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data-root", type=Path, default=None)
     t.add_argument("--card-ratio", type=float, default=None, help="vocabularies approach card_ratio * rows")
-    t.add_argument("--kappa", type=float, default=None, help="id effects shrunk by sqrt(n / (n + kappa))")
+    t.add_argument("--kappa", type=float, default=None,
+                   help="id effects shrunk by sqrt(m / (m + kappa)), m = training rows x 4 ctr (1 - ctr)")
     t.add_argument("--auc-margin", type=float, default=None, help="oracle AUC above the best published one")
     t.add_argument("--shares", default=None,
                    help='signal part -> variance share as JSON, e.g. \'{"first": 0.7, "pair": 0.3}\' '

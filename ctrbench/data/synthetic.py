@@ -16,9 +16,10 @@ sequential sets target-history relevance (mean- and attention-pooled latent simi
 (`recent`: how much the latest behaviours, decayed by half per step back, match the target beyond the user's
 long-term mix: a signal only models that see positions can read, as in real logs). Every part is a
 function of the stored features only (a missing numeric reads as the 0 it is stored as), so the oracle never
-knows more than a model can. Every id's effects are
-shrunk by sqrt(n / (n + kappa)), n = its expected training rows, so the signal sits where this many rows can
-learn it. `scale` and `bias` are solved at generation time on a pilot sample from the same generator
+knows more than a model can. Every id's effects (users' too) are
+shrunk by sqrt(m / (m + kappa)), m = its expected training rows times the Fisher information of a row at the
+twin's CTR relative to a 50% CTR, 4 ctr (1 - ctr) (TaobaoAd's 5% CTR: 0.19), so the signal sits where this many
+rows -- and, at a low CTR, this few clicks -- can learn it. `scale` and `bias` are solved at generation time on a pilot sample from the same generator
 (deterministic given the seed): expected oracle AUC = spec.twin.best_published_auc + auc_margin (0.012) and
 mean CTR = base_ctr.
 
@@ -47,8 +48,10 @@ from ctrbench.data.schema import DatasetSpec
 from ctrbench.data.twin_models import BUILDERS, TwinKnobs, TwinSize
 from ctrbench.errors import DataError
 
-GENERATOR_VERSION = 4  # 3: numeric effects see only the stored value (missing reads as 0, criteo_x1 caps)
+GENERATOR_VERSION = 5  # 3: numeric effects see only the stored value (missing reads as 0, criteo_x1 caps)
 #                       4: sequential twins plant a short-term-intent part ("recent", twin_models.recency_pool)
+#                       5: shrinkage counts information (rows x 4 ctr (1 - ctr)), not rows; TaobaoAd's user price
+#                          preference and KuaiVideo's user effects are shrunk like every other id effect
 PILOT_ROWS = 100_000
 
 _TAB = {"first": 0.66, "pair": 0.16, "higher": 0.08, "numeric": 0.10}
@@ -105,7 +108,8 @@ def build_model(spec: DatasetSpec, rows: int, seed: int, card_ratio: float = 0.0
         raise DataError(f"no synthetic twin for dataset {spec.name!r}; have {sorted(BUILDERS)}")
     knobs = KNOBS[spec.name]
     train_rows = split_plan(spec, rows, knobs)[0][2]
-    size = TwinSize(rows, train_rows, card_ratio, kappa)
+    ctr = spec.twin.base_ctr
+    size = TwinSize(rows, train_rows, card_ratio, kappa, row_information=4.0 * ctr * (1.0 - ctr))
     return BUILDERS[spec.name](spec, size, seed, knobs), knobs
 
 
@@ -124,7 +128,8 @@ def generate_twin(
     """Generate the synthetic twin of `spec` into a cache at `path` and open it.
 
     rows: total rows (default spec.twin.default_rows); card_ratio: vocabularies approach card_ratio * rows;
-    kappa: an id's planted effects are shrunk by sqrt(n / (n + kappa)), n = its expected training rows;
+    kappa: an id's planted effects are shrunk by sqrt(m / (m + kappa)), m = its expected training rows x
+    4 ctr (1 - ctr) (the information a row carries at the twin's base CTR; 1 at 50%);
     auc_margin: the expected oracle AUC sits this much above spec.twin.best_published_auc;
     shares: variance share per planted signal part, replacing KNOBS[spec.name].shares (None = those; the
     mixer normalises them, a part at 0 is left out).

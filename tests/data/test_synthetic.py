@@ -241,3 +241,37 @@ def test_amazon_recency_part_is_read_from_stored_order():
     moved = recency_pool((reversed_rows == target[:, None]).astype(float), valid)
     assert np.mean(np.abs(moved - parts["recent"]) > 1e-9) > 0.2
     assert abs(np.corrcoef(parts["recent"], parts["cate_match"])[0, 1]) < 0.15
+
+
+def test_shrinkage_counts_information_not_rows(monkeypatch):
+    """A 5%-CTR row carries 0.19 of a 50%-CTR row's information about an id's effect, so the same expected rows
+    keep less of the effect on a low-CTR twin; build_model takes the factor from the spec's base CTR."""
+    from ctrbench.data import synthetic
+    from ctrbench.data.twin_models import TwinSize
+
+    rows = np.array([0.0, 100.0, 3000.0, 1e6])
+    even, low = TwinSize(1000, 800), TwinSize(1000, 800, row_information=0.19)
+    np.testing.assert_allclose(low.shrink(rows), even.shrink(rows * 0.19))
+    assert np.all(low.shrink(rows)[1:3] < even.shrink(rows)[1:3])
+    assert even.shrink(np.array([3000.0]))[0] == pytest.approx(math.sqrt(0.5))  # kappa 3000: half the variance
+    seen = []
+    monkeypatch.setattr(synthetic, "TwinSize", lambda *a, **k: seen.append(k["row_information"]) or TwinSize(*a, **k))
+    synthetic.build_model(get_spec("taobaoad_x1"), 2_000, seed=0)
+    synthetic.build_model(get_spec("amazonelectronics_x1"), 2_000, seed=0)
+    assert seen == pytest.approx([4 * 0.05 * 0.95, 1.0])
+
+
+@pytest.mark.parametrize("name", ["taobaoad_x1", "kuaivideo_x1"])
+def test_user_effects_are_shrunk_by_the_users_rows(name):
+    """Per-user planted effects (TaobaoAd's price preference, KuaiVideo's user bias / taste / affinity) follow the
+    learnability rule like every other id's: a user with few expected training rows keeps little of them."""
+    from ctrbench.data.synthetic import build_model
+
+    model, _ = build_model(get_spec(name), 20_000, seed=0)
+    users = model.cat.users(np.random.default_rng(11), 200_000)
+    rows = np.bincount(users, minlength=model.cat.n_users)
+    effect = np.abs(model.price_pref) if name == "taobaoad_x1" else np.abs(model.w_user)
+    heavy, light = rows >= np.quantile(rows, 0.9), rows <= np.quantile(rows, 0.1)
+    assert effect[heavy].mean() > 3 * effect[light].mean()
+    if name == "kuaivideo_x1":
+        assert np.all((model.user_shrink > 0) & (model.user_shrink < 1))

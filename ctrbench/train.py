@@ -5,7 +5,8 @@
 - Embedding L2 (BARS `embedding_regularizer`, λ/2·‖W‖²): dense tables get it as the optimizer's weight decay
   (the same gradient λ·W); sparse tables cannot (a full-table term densifies the gradient), so they get the lazy
   form λ/2·Σ‖w_r‖² over the rows each batch reads.
-- Early stopping as FuxiCTR's `checkpoint_and_earlystop`: after each epoch the monitored validation metric
+- Early stopping as FuxiCTR's `checkpoint_and_earlystop`: at each evaluation (the end of every epoch, or
+  `evals_per_epoch` evenly spaced points in it, as FuxiCTR's eval_steps) the monitored validation metric
   either improves (keep an in-memory copy of the weights) or counts towards `patience`, and the learning rate
   is divided by 10 on a plateau (reduce_lr_on_plateau, floor 1e-6); at the end the best weights are restored.
 - Gradient clipping by global norm (with sparse tables: over the dense parameters only).
@@ -52,7 +53,9 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(2048, gt=0)
     eval_batch_size: int = Field(16384, gt=0)
     max_epochs: int = Field(5, ge=1)
-    patience: int = Field(1, ge=1, description="epochs without improvement before stopping (BARS uses 2)")
+    patience: int = Field(1, ge=1, description="evaluations without improvement before stopping (BARS uses 2)")
+    evals_per_epoch: int = Field(1, ge=1, description="validation checkpoints per epoch, evenly spaced in steps "
+                                 "(FuxiCTR's eval_steps); >1 resolves a best checkpoint inside the first epochs")
     monitor: Literal["auc", "gauc", "logloss"] = "auc"
     reduce_lr_on_plateau: bool = True
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; None = no clipping")
@@ -71,6 +74,7 @@ class TrainResult:
     nan_step: int | None = None
     epochs_run: int = 0
     best_epoch: int | None = None
+    best_step: int | None = None  # optimizer steps at the best evaluation
     valid: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)
     oracle_test: dict | None = None
@@ -227,16 +231,43 @@ def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: tor
     loader = BatchLoader(cache, "train", cfg.batch_size, shuffle=True, seed=cfg.seed, max_rows=cfg.max_train_rows)
     lazy_l2 = cfg.sparse_embeddings and cfg.embedding_l2 > 0
     result = TrainResult(status="ok")
-    best_value, best_state, bad_epochs, step = None, None, 0, 0
+    best_value, best_state, bad_evals, step = None, None, 0, 0
     started = time.perf_counter()
+
+    def checkpoint(epoch: int, loss_sum: torch.Tensor, n_batches: int, since: float) -> bool:
+        """Validate, keep the best weights, count a plateau (lr / 10); True when training should stop."""
+        nonlocal best_value, best_state, bad_evals
+        valid, _ = evaluate_split(model, cache, "valid", cfg, device)
+        model.train()  # evaluation switched to eval mode; a mid-epoch checkpoint goes on training
+        value = valid.get(cfg.monitor, math.nan)
+        improved = _improved(value, best_value, cfg.monitor)
+        lr_now = optimizers[0].param_groups[0]["lr"] if optimizers else cfg.lr
+        record = {"epoch": epoch, "steps": step, "train_loss": float(loss_sum) / max(n_batches, 1), "valid": valid,
+                  "lr": lr_now, "improved": improved, "seconds": time.perf_counter() - since}
+        result.history.append(record)
+        if improved:
+            best_value, bad_evals, result.valid = value, 0, valid
+            result.best_epoch, result.best_step = epoch, step
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_evals += 1
+            if cfg.reduce_lr_on_plateau:
+                for opt in optimizers:
+                    for g in opt.param_groups:
+                        g["lr"] = max(g["lr"] * 0.1, MIN_LR)
+        return bad_evals >= cfg.patience or (cfg.max_steps is not None and step >= cfg.max_steps)
+
     try:
         for epoch in range(1, cfg.max_epochs + 1):
-            epoch_start = time.perf_counter()
+            since = time.perf_counter()
             loader.set_epoch(epoch)
-            _call(callbacks, "on_epoch_start", epoch, len(loader))
+            n_steps = len(loader)
+            _call(callbacks, "on_epoch_start", epoch, n_steps)
+            # evaluation points: k evenly spaced batch counts, the last one the epoch's end
+            points = {max(1, round(i * n_steps / cfg.evals_per_epoch)) for i in range(1, cfg.evals_per_epoch + 1)}
             model.train()
             loss_sum = torch.zeros((), dtype=torch.float64)
-            n_batches = 0
+            done, n_since, stop = 0, 0, False
             for batch in loader:
                 step += 1
                 batch = batch.to(device)
@@ -259,30 +290,20 @@ def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: tor
                 for opt in optimizers:
                     opt.step()
                 loss_sum += loss_value
-                n_batches += 1
+                done, n_since = done + 1, n_since + 1
                 _call(callbacks, "on_batch_end", step, loss_value)
-                if cfg.max_steps is not None and step >= cfg.max_steps:
-                    break
-            valid, _ = evaluate_split(model, cache, "valid", cfg, device)
-            value = valid.get(cfg.monitor, math.nan)
-            improved = _improved(value, best_value, cfg.monitor)
-            lr_now = optimizers[0].param_groups[0]["lr"] if optimizers else cfg.lr
-            record = {"epoch": epoch, "steps": step, "train_loss": float(loss_sum) / max(n_batches, 1),
-                      "valid": valid, "lr": lr_now, "improved": improved,
-                      "seconds": time.perf_counter() - epoch_start}
-            result.history.append(record)
+                at_max_steps = cfg.max_steps is not None and step >= cfg.max_steps
+                if done in points or at_max_steps:
+                    stop = checkpoint(epoch, loss_sum, n_since, since)
+                    loss_sum, n_since, since = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
+                    if stop:
+                        break
+            if n_since or not done:  # batches after the last point (a short loader), or an epoch without batches
+                stop = checkpoint(epoch, loss_sum, n_since, since)
             result.epochs_run = epoch
-            _call(callbacks, "on_epoch_end", epoch, {"train_loss": record["train_loss"], **valid})
-            if improved:
-                best_value, bad_epochs, result.best_epoch, result.valid = value, 0, epoch, valid
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_epochs += 1
-                if cfg.reduce_lr_on_plateau:
-                    for opt in optimizers:
-                        for g in opt.param_groups:
-                            g["lr"] = max(g["lr"] * 0.1, MIN_LR)
-            if bad_epochs >= cfg.patience or (cfg.max_steps is not None and step >= cfg.max_steps):
+            last = result.history[-1]
+            _call(callbacks, "on_epoch_end", epoch, {"train_loss": last["train_loss"], **last["valid"]})
+            if stop:
                 break
     except NonFiniteLoss as exc:
         result.status, result.error = "nan", str(exc)

@@ -76,6 +76,31 @@ def test_early_stopping_patience_and_best_checkpoint_restored(caches):
     assert res.valid["auc"] == res.history[0]["valid"]["auc"] > res.history[2]["valid"]["auc"]
 
 
+def test_evaluations_inside_an_epoch(caches):
+    """evals_per_epoch=3: checkpoints every 4 of the 12 steps; patience counts evaluations; the best weights are
+    those of a mid-epoch checkpoint; training resumes in train mode after a mid-epoch evaluation."""
+    cache = caches["inverted"]  # the more it learns, the worse valid AUC gets: the first checkpoint is the best
+    model = _model(cache, "lr", {})
+    at_step, modes = {}, []
+
+    class Snap:
+        def on_batch_end(self, step, loss):
+            modes.append(model.training)
+            at_step[step] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    cfg = TrainConfig(batch_size=256, max_epochs=4, patience=2, lr=1e-2, evals_per_epoch=3)
+    res = fit(model, cache, cfg, callbacks=Snap())
+    assert [h["steps"] for h in res.history] == [4, 8, 12] and [h["epoch"] for h in res.history] == [1, 1, 1]
+    assert [h["improved"] for h in res.history] == [True, False, False] and res.epochs_run == 1
+    assert res.best_epoch == 1 and res.best_step == 4 and all(modes)
+    assert all(torch.equal(model.state_dict()[k], at_step[4][k]) for k in at_step[4])
+    full = fit(_model(caches["criteo"]), caches["criteo"],
+               TrainConfig(batch_size=256, max_epochs=2, patience=9, evals_per_epoch=5))
+    assert [h["steps"] for h in full.history] == [2, 5, 7, 10, 12, 14, 17, 19, 22, 24]  # round(i * 12 / 5) per epoch
+    with pytest.raises(Exception, match="evals_per_epoch"):
+        TrainConfig(evals_per_epoch=0)
+
+
 class _NaNAt(CTRModel):
     """Gives NaN logits from training step `at` on."""
 

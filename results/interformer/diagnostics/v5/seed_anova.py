@@ -1,0 +1,33 @@
+"""Can a twin rank the models at the suite's size? A two-way ANOVA (model x seed, one run per cell) of the
+test AUCs of the paper's 15 Table-2 rows per dataset: the model effect's F statistic and p-value against the
+model x seed residual, the share of variance that the seed (the shuffle order and the initialisation) explains,
+and per seed InterFormer's AUC minus the best non-sequential row's (paired: both saw the same data order).
+Read-only use of a suite's run store: python results/interformer/diagnostics/v5/seed_anova.py [STORE]"""
+import sqlite3
+import sys
+
+import numpy as np
+from scipy import stats
+
+STORE = sys.argv[1] if len(sys.argv) > 1 else "results/interformer/runs.sqlite"
+NONSEQ = ["fm", "xdeepfm", "autoint_plus", "dcnv2", "fmfm", "dot", "dhen", "wukong"]
+SEQ = ["din", "dien", "bst", "dmin", "dmr", "transact", "interformer"]
+rows = sqlite3.connect(STORE).execute("select dataset, entry, seed, auc from runs where status = 'ok'").fetchall()
+for ds in sorted({r[0] for r in rows}):
+    auc = {(e, s): a for d, e, s, a in rows if d == ds}
+    seeds = sorted({s for e, s in auc})
+    table = np.array([[auc[(e, s)] for s in seeds] for e in NONSEQ + SEQ])  # models x seeds
+    m, k = table.shape
+    grand = table.mean()
+    ss_model = k * ((table.mean(1) - grand) ** 2).sum()
+    ss_seed = m * ((table.mean(0) - grand) ** 2).sum()
+    ss_res = ((table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True) + grand) ** 2).sum()
+    df_model, df_res = m - 1, (m - 1) * (k - 1)
+    f = (ss_model / df_model) / (ss_res / df_res)
+    p = stats.f.sf(f, df_model, df_res)
+    total = ss_model + ss_seed + ss_res
+    best = max(NONSEQ, key=lambda e: np.mean([auc[(e, s)] for s in seeds]))
+    paired = [auc[("interformer", s)] - auc[(best, s)] for s in seeds]
+    print(f"{ds}: {m} models x {k} seeds; model F = {f:.1f} (df {df_model}, {df_res}), p = {p:.2g}; variance shares "
+          f"model {ss_model / total:.2f}, seed {ss_seed / total:.2f}, residual {ss_res / total:.2f}; residual sd "
+          f"{np.sqrt(ss_res / df_res):.4f}; InterFormer - {best} per seed: {', '.join(f'{x:+.4f}' for x in paired)}")

@@ -16,11 +16,11 @@ sequential sets target-history relevance (mean- and attention-pooled latent simi
 (`recent`: how much the latest behaviours, decayed by half per step back, match the target beyond the user's
 long-term mix: a signal only models that see positions can read, as in real logs). Every part is a
 function of the stored features only (a missing numeric reads as the 0 it is stored as), so the oracle never
-knows more than a model can. Every id's effects (users' too) are
-shrunk by sqrt(m / (m + kappa)), m = its expected training rows times the Fisher information of a row at the
-twin's CTR relative to a 50% CTR, 4 ctr (1 - ctr) (TaobaoAd's 5% CTR: 0.19), so the signal sits where this many
-rows -- and, at a low CTR, this few clicks -- can learn it. `scale` and `bias` are solved at generation time on a pilot sample from the same generator
-(deterministic given the seed): expected oracle AUC = spec.twin.best_published_auc + auc_margin (0.012) and
+knows more than a model can. Every id's effects (users' too) are shrunk by sqrt(m / (m + kappa)), m = its
+expected training rows times the Fisher information of a row at the twin's CTR relative to a 50% CTR,
+4 ctr (1 - ctr) (TaobaoAd's 5% CTR: 0.19), so the signal sits where this many rows -- and, at a low CTR, this
+few clicks -- can learn it. `scale` and `bias` are solved at generation time on a pilot sample from the same
+generator (deterministic given the seed): expected oracle AUC = spec.twin.best_published_auc + auc_margin (0.012) and
 mean CTR = base_ctr.
 
 Splits (rows in time order; t = row position in [0, 1)): criteo_x1 72/18/10, avazu_x1 70/10/20 (with a mild

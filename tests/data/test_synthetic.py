@@ -222,7 +222,8 @@ def test_recency_pool_weighs_the_latest_behaviour_beyond_the_row_mean():
     assert out[0] == pytest.approx(math.tanh(0.5 * 1 + (-0.5) * 0.5))  # padded 9 ignored, mean 0.5
     assert out[1] == pytest.approx(math.tanh(-0.5 + 0.5 * 0.5))
     assert out[2] == 0.0 and out[3] == 0.0
-    assert np.all(np.abs(recency_pool(np.random.default_rng(0).normal(0, 50, (100, 20)), np.ones((100, 20), bool))) <= 1)
+    wide = np.random.default_rng(0).normal(0, 50, (100, 20))
+    assert np.all(np.abs(recency_pool(wide, np.ones((100, 20), bool))) <= 1)
 
 
 def test_amazon_recency_part_is_read_from_stored_order():

@@ -1,7 +1,9 @@
 """Build gates for every op in ctrbench.kernels.ops.OPS, runnable without a GPU:
 (1) each csrc/*.cu compiles with `nvcc -arch=sm_90 -c`; (2) each Triton kernel in each op's triton.AOT_SPECS
 compiles ahead of time for sm_90; (3) the extension imports, and was built without CUDA on a CPU torch;
-(4) each op package has its verify / bench / triton modules. A missing nvcc is a failure, not a skip.
+(4) each op package has its verify / bench / triton modules. A missing nvcc skips (1) with the reason on a user's
+machine (a C++ compiler suffices to build and test ctrbench) but fails where CI=true: CI has nvcc, so the CUDA
+sources are checked on every submission.
 """
 from __future__ import annotations
 
@@ -25,10 +27,31 @@ def test_there_are_cuda_sources():
     assert CUDA_SOURCES, "no csrc/*.cu found"
 
 
+def nvcc_or_skip() -> str:
+    """The nvcc path; without one, skip with the reason, unless CI=true (CI must check the CUDA sources)."""
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        return nvcc
+    why = "nvcc is not on PATH: the CUDA sources cannot be checked (install the CUDA toolkit)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{why}; CI=true, where the nvcc compile gate must run")
+    pytest.skip(why)
+
+
+@pytest.mark.parametrize("ci", ["true", ""], ids=["ci", "user"])
+def test_missing_nvcc_fails_in_ci_and_skips_elsewhere(monkeypatch, ci):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", ci)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="nvcc is not on PATH"):
+        nvcc_or_skip()
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/cuda/bin/nvcc" if name == "nvcc" else None)
+    assert nvcc_or_skip() == "/opt/cuda/bin/nvcc"
+
+
 @pytest.mark.parametrize("source", CUDA_SOURCES, ids=[p.name for p in CUDA_SOURCES])
 def test_cuda_source_compiles_for_sm90(source, tmp_path):
-    nvcc = shutil.which("nvcc")
-    assert nvcc, "nvcc is not on PATH: the CUDA sources cannot be checked (install the CUDA toolkit)"
+    nvcc = nvcc_or_skip()
     proc = subprocess.run([nvcc, "-arch=sm_90", "-c", str(source), "-o", str(tmp_path / (source.stem + ".o"))],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"nvcc failed on {source.name}:\n{proc.stdout}\n{proc.stderr}"

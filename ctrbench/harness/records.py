@@ -3,7 +3,7 @@
 A run's identity is the hash of its canonical config (entry, model, params, train config, dataset +
 source + rows + data seed + a twin's generator version and options, seed, system knobs, search link) — never
 the suite name, so a suite can be renamed or re-run and still find its finished runs. RunRecord is the run
-store's row and CubicML's training data (DESIGN.md "Run record"): keep it stable — add fields, never rename them.
+store's row and CubicML's training data (docs/design.md "The run record"): keep it stable; add fields, never rename.
 """
 from __future__ import annotations
 

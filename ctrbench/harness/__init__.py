@@ -1,1 +1,1 @@
-"""The harness: suites (YAML) -> runs -> executors -> run store -> reports. See DESIGN.md "The spine"."""
+"""The harness: suites (YAML) -> runs -> executors -> run store -> reports. See docs/design.md "The spine"."""

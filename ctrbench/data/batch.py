@@ -1,4 +1,4 @@
-"""The Batch contract every model eats (DESIGN.md): dense, keyed-jagged sparse ids, sequences, label.
+"""The Batch contract every model eats (docs/design.md "Batch"): dense, keyed-jagged sparse ids, sequences, label.
 
 `sparse` follows the TorchRec/FBGEMM layout: keys, values, offsets, feature-major (the bag of feature k
 for sample b is values[offsets[k*B+b]:offsets[k*B+b+1]]); single-valued fields have length 1.

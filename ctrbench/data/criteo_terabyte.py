@@ -3,7 +3,8 @@
 Dense ln(x + 3) with missing -> 0 (torchrec preprocessing; values <= -3 are reported, not clamped);
 categoricals parsed base-16, made contiguous per column on train in value order (torchrec's np.unique), then
 folded modulo the MLPerf v2 table sizes (40M cap). Day 23: first half (ceil) valid, second half test
-(torchrec InMemoryBinaryCriteoIterDataPipe). Id 0 stays missing and the last id unseen-in-train; see
+(torchrec InMemoryBinaryCriteoIterDataPipe). A missing categorical is filled with 0 before the contiguous
+ids, as torchrec does (an ordinary id); the last id = unseen-in-train; see
 ctrbench.data.preprocess.ContiguousModuloVocabulary for how the table sizes are honoured.
 """
 import math
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ctrbench.data.preprocess import ContiguousModuloVocabulary, parse_hex
 from ctrbench.data.readers import (BadRows, Problems, SourceReader, as_array, convert_rows, file_size,
@@ -87,8 +89,9 @@ class TerabyteReader(SourceReader):
             out = {}
             for f in spec.categorical:
                 raw_col = as_array(table[f.column])
-                out[f.column], nonhex = parse_hex(raw_col)
+                parsed, nonhex = parse_hex(raw_col)
                 problems.add(nonhex, f.column, "not a hexadecimal id", raw_col)
+                out[f.column] = pc.fill_null(parsed, 0)  # torchrec: missing -> 0, an ordinary value
             return out
 
         return convert_rows(spec, raw, bad, columns)

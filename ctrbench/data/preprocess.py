@@ -1,8 +1,13 @@
 """Vocabularies, tokenising and numeric transforms with the FuxiCTR conventions, vectorised over Arrow/numpy.
 
-Ids of a vocabulary: 0 = padding and missing/empty, 1..n = the tokens seen in train at least `min_count`
-times, ordered by descending train frequency (ties by token, for determinism), n+1 = out-of-vocabulary
-(unseen in train or below min_count); vocab_size = n + 2. A sequence shares its target field's vocabulary:
+Ids of a vocabulary: 0 = padding (of sequences; never a categorical value), 1..n = the tokens seen in train at
+least `min_count` times, ordered by descending train frequency (ties by token, for determinism), n+1 =
+out-of-vocabulary (unseen in train or below min_count); vocab_size = n + 2. A missing categorical value (a null
+or empty cell) is one ordinary token, counted and ordered like the others (after the tokens it ties with), so
+its embedding learns: the published x1 files write missing values as ordinary ids too (TaobaoAd_x1 as "0"), and
+the twins store them as an ordinary id. (FuxiCTR 2.3.10 maps an empty cell to its OOV id, which also learns;
+a token of its own keeps missing apart from unseen ids.) A missing value seen in train fewer than min_count
+times, or never, is OOV. A sequence shares its target field's vocabulary:
 as FuxiCTR's `Tokenizer.merge_vocab` does, the sequence's own frequent tokens that the target field lacks
 are appended after the target's tokens (the OOV id moves to the new end). Sequences are split on their
 splitter, empty tokens dropped, the most recent `max_len` kept and left-padded ("pre").
@@ -80,9 +85,10 @@ class TokenCounter:
 
     def __init__(self):
         self._parts: list[pa.Table] = []
+        self.missing = 0  # null and "" values: the missing token
 
     def update(self, values: pa.Array | pa.ChunkedArray) -> None:
-        """Count the non-missing, non-empty tokens of one chunk (null and "" are dropped from the counts)."""
+        """Count the tokens of one chunk; null and "" both count as the one missing token."""
         if len(values) == 0:
             return
         vc = pc.value_counts(values)
@@ -91,7 +97,10 @@ class TokenCounter:
         if _is_text(tokens.type):
             keep = pc.and_(keep, pc.greater(pc.binary_length(tokens), 0).fill_null(False))
         t = pa.table({"token": tokens, "count": vc.field("counts")})
-        self._parts.append(t if keep.false_count == 0 else t.filter(keep))
+        if keep.false_count:
+            self.missing += int(pc.sum(t["count"].filter(pc.invert(keep))).as_py())
+            t = t.filter(keep)
+        self._parts.append(t)
         if len(self._parts) >= self.COMPACT_EVERY:
             self._compact()
 
@@ -101,17 +110,25 @@ class TokenCounter:
             self._parts = [t.rename_columns(["token", "count"]).select(["token", "count"])]
 
     def most_common(self, min_count: int = 1) -> tuple[pa.Array, np.ndarray]:
-        """Tokens with count >= min_count, by descending count, ties by ascending token; and their counts."""
+        """Tokens with count >= min_count, by descending count, ties by ascending token (the missing token, a
+        null, after the tokens it ties with); and their counts."""
         self._compact()
-        if not self._parts:
-            return pa.array([], pa.string()), np.zeros(0, np.int64)
-        t = self._parts[0]
+        t = self._parts[0] if self._parts else pa.table({"token": pa.array([], pa.string()),
+                                                          "count": pa.array([], pa.int64())})
+        if self.missing:
+            t = pa.concat_tables([t, pa.table({"token": pa.nulls(1, t["token"].type),
+                                               "count": pa.array([self.missing], pa.int64())})])
         t = t.filter(pc.greater_equal(t["count"], min_count))
-        t = t.sort_by([("count", "descending"), ("token", "ascending")])
+        order = pc.sort_indices(t, sort_keys=[("count", "descending"), ("token", "ascending")],
+                                null_placement="at_end")
+        t = t.take(order)
         return t["token"].combine_chunks(), t["count"].to_numpy()
 
     def tokens_by_value(self, min_count: int = 1) -> np.ndarray:
-        """Integer tokens with count >= min_count, sorted by value (torchrec's contiguous order)."""
+        """Integer tokens with count >= min_count, sorted by value (torchrec's contiguous order). The readers
+        of value-ordered vocabularies fill missing values first (torchrec fills 0), so none is counted."""
+        if self.missing:
+            raise ValueError("value-ordered vocabularies need missing values filled before counting")
         tokens, _ = self.most_common(min_count)
         return np.sort(tokens.to_numpy(zero_copy_only=False))
 
@@ -124,10 +141,13 @@ def _as_array(values) -> pa.Array:
 
 
 class Vocabulary:
-    """A FuxiCTR vocabulary over string (or integer) tokens: 0 = PAD/missing, 1..n by train frequency, n+1 = OOV."""
+    """A FuxiCTR vocabulary over string (or integer) tokens: 0 = PAD, 1..n by train frequency (a null token =
+    the missing value), n+1 = OOV."""
 
     def __init__(self, tokens: pa.Array):
         self.tokens = _as_array(tokens)
+        nulls = np.flatnonzero(pc.is_null(self.tokens).to_numpy(zero_copy_only=False)) if len(self.tokens) else []
+        self.missing_id = int(nulls[0]) + 1 if len(nulls) else None  # None: missing was never (often) seen
 
     @classmethod
     def from_counter(cls, counter: TokenCounter, min_count: int = 1) -> "Vocabulary":
@@ -156,16 +176,18 @@ class Vocabulary:
         return Vocabulary(pa.concat_arrays([self.tokens, new.cast(self.tokens.type)]))
 
     def encode(self, values) -> np.ndarray:
-        """int32 ids of `values`: missing (null) and empty strings -> 0, unknown -> OOV."""
+        """int32 ids of `values`: missing (null or "") -> the missing token's id (OOV when train lacked it),
+        unknown -> OOV; never 0."""
         n = len(values)
         if n == 0:
             return np.zeros(0, np.int32)
         if values.type != self.tokens.type:
             values = values.cast(self.tokens.type)
-        idx = pc.index_in(values, value_set=self.tokens)  # null where unknown or missing
+        idx = pc.index_in(values, value_set=self.tokens, skip_nulls=True)  # null where unknown or missing
         ids = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False) + 1
-        present = _present_mask(values)  # tokens are never null or "", so missing values are never found
+        present = _present_mask(values)
         ids[(ids == 0) & present] = self.oov
+        ids[~present] = self.missing_id if self.missing_id is not None else self.oov
         return ids
 
     def lookup(self, token) -> int:
@@ -184,19 +206,20 @@ def _present_mask(values) -> np.ndarray:
 
 class ContiguousModuloVocabulary:
     """MLPerf DLRM ids: train values made contiguous per column in value order (torchrec's np.unique order),
-    then folded modulo the table. Our conventions stay: 0 = missing, the last id = unseen in train.
+    then folded modulo the table. A missing value is filled with 0 first, as torchrec does, so it is the value
+    0's ordinary id; 0 stays padding (never produced) and the last id = unseen in train.
 
-    MLPerf's table size T counts the missing value (filled with 0) as one of its ids; here missing has id 0,
-    so the n train values fold into T-1 ids 1..T-1 (rank % (T-1) + 1) only when n > T-1, and OOV is the id
-    after them: size = min(n, T-1) + 2 (at most T+1). With n <= T-1 nothing collides.
+    MLPerf's table size T counts the values (missing = 0 among them); the n train values fold into T ids 1..T
+    (rank % T + 1) only when n > T, and OOV is the id after them: size = min(n, T) + 2 (at most T+2). With
+    n <= T nothing collides.
     """
 
     def __init__(self, keys: np.ndarray, table_size: int):
-        if table_size < 2:
-            raise ValueError(f"table size must be >= 2, got {table_size}")
+        if table_size < 1:
+            raise ValueError(f"table size must be >= 1, got {table_size}")
         self.keys = np.asarray(keys)
         self.table_size = int(table_size)
-        self.modulus = min(len(self.keys), self.table_size - 1)
+        self.modulus = min(len(self.keys), self.table_size)
 
     @property
     def n(self) -> int:
@@ -221,8 +244,6 @@ class ContiguousModuloVocabulary:
             pos = np.searchsorted(self.keys, v)
             found = self.keys[np.minimum(pos, len(self.keys) - 1)] == v
             ids = np.where(found, pos % self.modulus + 1, self.oov)
-        if values.null_count:
-            ids = np.where(pc.is_null(values).to_numpy(zero_copy_only=False), 0, ids)
         return ids.astype(np.int32)
 
 

@@ -1,8 +1,9 @@
 """Feature and dataset specs: what each column is, how it is tokenised, and where the data is published.
 
 A spec is pure data (no I/O): readers, the cache, the loader, the twins and the models all read it.
-Conventions follow BARS/FuxiCTR: id 0 = padding and missing, last id = out-of-vocabulary, vocabularies
-fitted on train only, sequences share their target field's vocabulary and are left-padded ("pre").
+Conventions follow BARS/FuxiCTR: id 0 = padding (of sequences), last id = out-of-vocabulary, vocabularies
+fitted on train only, sequences share their target field's vocabulary and are left-padded ("pre"). A missing
+categorical value is an ordinary, learnable token (ctrbench.data.preprocess), in prepared data and twins alike.
 """
 from __future__ import annotations
 

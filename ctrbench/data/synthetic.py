@@ -5,8 +5,9 @@ A twin imitates its real dataset (spec.twin): the feature schema in spec order; 
 published cardinalities, C / (1 + C / (card_ratio * rows)) (never below 4; small fields keep their size, big
 ones approach card_ratio * rows = 1000 at the default 200k rows, so the vocabularies are learnable from the
 rows); Zipf ids (exponent 1.1-1.4 per field; id 1 the most frequent, as FuxiCTR's frequency-sorted
-vocabularies; 0 = missing, C-1 = OOV); numeric shapes per protocol; the base CTR; and for the sequential sets
-users with interest topics whose timelines drive the histories (left-padded, most recent last; KuaiVideo keeps
+vocabularies; a missing categorical value is an ordinary learnable id, C-2, as `data prepare` makes an empty
+cell; 0 = padding, C-1 = OOV, neither generated); numeric shapes per protocol; the base CTR; and for the
+sequential sets users with interest topics whose timelines drive the histories (left-padded, most recent last; KuaiVideo keeps
 the oldest 100 as its converter did). The generators themselves live in `twin_models`.
 
 Labels: p = sigmoid(bias + scale * signal + offset(t)); signal mixes standardised parts with fixed variance
@@ -48,10 +49,12 @@ from ctrbench.data.schema import DatasetSpec
 from ctrbench.data.twin_models import BUILDERS, TwinKnobs, TwinSize
 from ctrbench.errors import DataError
 
-GENERATOR_VERSION = 5  # 3: numeric effects see only the stored value (missing reads as 0, criteo_x1 caps)
+GENERATOR_VERSION = 6  # 3: numeric effects see only the stored value (missing reads as 0, criteo_x1 caps)
 #                       4: sequential twins plant a short-term-intent part ("recent", twin_models.recency_pool)
 #                       5: shrinkage counts information (rows x 4 ctr (1 - ctr)), not rows; TaobaoAd's user price
 #                          preference and KuaiVideo's user effects are shrunk like every other id effect
+#                       6: a missing categorical value is the learnable id C-2 (was 0, the padding row that never
+#                          learns), as `data prepare` tokenises an empty cell
 PILOT_ROWS = 100_000
 
 _TAB = {"first": 0.66, "pair": 0.16, "higher": 0.08, "numeric": 0.10}

@@ -74,20 +74,26 @@ class IdField:
     def __init__(self, rng: np.random.Generator, name: str, cardinality: int, *, missing_rate: float = 0.0,
                  importance: float = 1.0, drift: bool = False):
         self.name, self.card = name, int(cardinality)
-        self.n = self.card - 2  # real ids 1..C-2; C-1 is OOV (never generated)
+        self.missing_rate = missing_rate
+        # Zipf ids 1..n; with missing values, id n+1 = C-2 is the missing token (an ordinary, learnable id, as
+        # `data prepare` makes an empty cell); C-1 is OOV (never generated); 0 is padding (never generated)
+        self.n = self.card - (3 if missing_rate > 0 else 2)
+        if self.n < 1:
+            raise DataError(f"field {name}: vocabulary {self.card} leaves no room for ids", field=name)
+        self.missing_id = self.n + 1 if missing_rate > 0 else None
         self.exponent = float(rng.uniform(*ZIPF_RANGE))
         self.cdf = zipf_cdf(self.n, self.exponent)
-        self.missing_rate = missing_rate
         self.w = (rng.standard_normal(self.card) * importance).astype(np.float32)
         self.v = (rng.standard_normal((self.card, FIELD_DIM)) / math.sqrt(FIELD_DIM)).astype(np.float32)
         self.w2 = (rng.standard_normal(self.card) * importance).astype(np.float32) if drift else None
-        self.shrink(np.r_[1.0 if missing_rate > 0 else 0.0, np.ones(self.n), 0.0])
+        self.shrink(np.r_[0.0, np.ones(self.card - 2), 0.0])  # padding and OOV carry no effect
 
     def probabilities(self) -> np.ndarray:
-        """P(id) for ids 0..C-1 (0 = missing, C-1 = OOV)."""
+        """P(id) for ids 0..C-1 (0 = padding, C-2 = missing when the field has missing values, C-1 = OOV)."""
         p = np.zeros(self.card)
-        p[0] = self.missing_rate
-        p[1:-1] = (1 - self.missing_rate) * np.diff(self.cdf, prepend=0.0)
+        p[1:self.n + 1] = (1 - self.missing_rate) * np.diff(self.cdf, prepend=0.0)
+        if self.missing_id is not None:
+            p[self.missing_id] = self.missing_rate
         return p
 
     def shrink(self, g: np.ndarray) -> None:
@@ -100,7 +106,7 @@ class IdField:
     def sample(self, u: np.ndarray, u_missing: np.ndarray | None = None) -> np.ndarray:
         ids = sample_cdf(self.cdf, u) + 1
         if self.missing_rate > 0 and u_missing is not None:
-            ids[u_missing < self.missing_rate] = 0
+            ids[u_missing < self.missing_rate] = self.missing_id
         return ids.astype(np.int32)
 
 

@@ -1,5 +1,5 @@
 """Vocabulary, sequence and numeric conventions (FuxiCTR): frequency order, min count -> OOV = last id,
-0 = padding/missing, shared vocabularies, left padding keeping the most recent ids."""
+0 = padding, a missing value = an ordinary token, shared vocabularies, left padding keeping the most recent ids."""
 import math
 
 import numpy as np
@@ -23,12 +23,18 @@ def counted(*chunks):
 def test_vocabulary_frequency_order_ties_by_token_and_ids():
     c = counted(["b", "a", "c", "b", "a", "d", "b", None, ""])
     v = Vocabulary.from_counter(c)
-    # b:3, then a:2, then c:1 and d:1 tied -> by token
-    assert v.tokens.to_pylist() == ["b", "a", "c", "d"]
-    assert v.size == 6 and v.oov == 5
+    # b:3, then a:2 and missing (null + ""):2 tied -> the token first, then c:1 and d:1 tied -> by token
+    assert v.tokens.to_pylist() == ["b", "a", None, "c", "d"]
+    assert v.size == 7 and v.oov == 6 and v.missing_id == 3
     ids = v.encode(pa.array(["b", "a", "c", "d", "zzz", None, ""], pa.string()))
-    assert ids.tolist() == [1, 2, 3, 4, 5, 0, 0]
+    assert ids.tolist() == [1, 2, 4, 5, 6, 3, 3]  # missing is a learnable token, never the padding id 0
     assert ids.dtype == np.int32
+
+
+def test_missing_value_unseen_or_rare_in_train_is_oov_not_padding():
+    v = Vocabulary.from_counter(counted(["a", "a", None]), min_count=2)
+    assert v.tokens.to_pylist() == ["a"] and v.missing_id is None
+    assert v.encode(pa.array(["a", None, ""])).tolist() == [1, 2, 2]
 
 
 def test_min_count_maps_rare_tokens_to_oov_which_is_last():
@@ -130,10 +136,10 @@ def test_parse_hex():
 
 
 def test_contiguous_modulo_vocabulary():
-    keys = np.array([5, 9, 100, 7], np.uint64)
+    keys = np.array([5, 9, 100, 7, 0], np.uint64)  # 0: the value torchrec fills missing with
     v = ContiguousModuloVocabulary(np.sort(keys), table_size=10)  # fits: no folding
-    vals = pa.array([5, 7, 9, 100, 8, None], pa.uint64())
-    assert v.encode(vals).tolist() == [1, 2, 3, 4, 5, 0]  # value order, unseen -> OOV 5, missing 0
-    small = ContiguousModuloVocabulary(np.sort(keys), table_size=3)  # 4 values fold into 2 ids
-    assert small.encode(vals).tolist() == [1, 2, 1, 2, 3, 0]
-    assert small.size == 4
+    vals = pa.array([0, 5, 7, 9, 100, 8, None], pa.uint64())
+    assert v.encode(vals).tolist() == [1, 2, 3, 4, 5, 6, 1]  # value order, unseen -> OOV 6, missing = value 0
+    small = ContiguousModuloVocabulary(np.sort(keys), table_size=3)  # 5 values fold into 3 ids
+    assert small.encode(vals).tolist() == [1, 2, 3, 1, 2, 4, 1]
+    assert small.size == 5

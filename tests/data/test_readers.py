@@ -22,14 +22,15 @@ CRITEO_FIELDS = ["label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in 
 
 
 def ref_tokens(values, min_count=1):
-    cnt = Counter(v for v in values if v not in (None, ""))
-    return sorted((t for t, c in cnt.items() if c >= min_count), key=lambda t: (-cnt[t], t))
+    """Train tokens by count, ties by token; a missing value (None or "") is one token, None, after its ties."""
+    cnt = Counter(None if v in (None, "") else v for v in values)
+    return sorted((t for t, c in cnt.items() if c >= min_count), key=lambda t: (-cnt[t], t is None, t or ""))
 
 
 def ref_encode(tokens, values):
     index = {t: i + 1 for i, t in enumerate(tokens)}
     oov = len(tokens) + 1
-    return [0 if v in (None, "") else index.get(v, oov) for v in values]
+    return [index.get(None if v in (None, "") else v, oov) for v in values]
 
 
 def ref_pad(ids, max_len):
@@ -154,13 +155,16 @@ def test_terabyte_days_gz_halves_contiguous_modulo(tmp_path):
     valid, test = all_rows[23][:3], all_rows[23][3:]  # ceil(5 / 2) = 3 rows valid
     assert [cache.split(s).rows for s in ("train", "valid", "test")] == [69, 3, 2]
     for j, f in enumerate(spec.categorical):
-        keys = sorted({int(r[14 + j], 16) for r in train if r[14 + j]})
-        modulus = min(len(keys), f.cardinality - 1)
+
+        def value(r):  # torchrec fills a missing id with 0: an ordinary value
+            return int(r[14 + j], 16) if r[14 + j] else 0
+
+        keys = sorted({value(r) for r in train})
+        modulus = min(len(keys), f.cardinality)
         rank = {k: i for i, k in enumerate(keys)}
 
         def ids(rs):
-            return [0 if not r[14 + j] else (rank[int(r[14 + j], 16)] % modulus + 1 if int(r[14 + j], 16) in rank
-                                             else modulus + 1) for r in rs]
+            return [rank[value(r)] % modulus + 1 if value(r) in rank else modulus + 1 for r in rs]
 
         for split, rs in (("train", train), ("valid", valid), ("test", test)):
             np.testing.assert_array_equal(np.asarray(cache.split(split)["categorical"])[:, j], ids(rs))
@@ -276,7 +280,7 @@ def test_taobaoad_x1_trailing_space_header_shared_vocab_and_valid_alias(tmp_path
     col = {n.strip(): i for i, n in enumerate(TAOBAO_HEADER)}
     # cate_id vocabulary: its own tokens (min 10), then cate_his's frequent tokens it lacks (FuxiCTR merge)
     cate_tokens = ref_tokens([r[col["cate_id"]] for r in train], 10)
-    his_tokens = ref_tokens([t for r in train for t in r[col["cate_his"]].split("^")], 10)
+    his_tokens = ref_tokens([t for r in train for t in r[col["cate_his"]].split("^") if t], 10)
     shared = cate_tokens + [t for t in his_tokens if t not in cate_tokens]
     assert cache.vocab_sizes["cate_id"] == cache.vocab_sizes["cate_his"] == len(shared) + 2
     cat_names = [f.name for f in spec.categorical]
@@ -320,7 +324,7 @@ def test_amazonelectronics_x1_histories_truncate_to_most_recent(tmp_path):
     spec = get_spec("amazonelectronics_x1")
     cache = prep(spec, src, tmp_path)
     items = ref_tokens([r[2] for r in train])
-    items += [t for t in ref_tokens([t for r in train for t in r[4].split("^")]) if t not in items]
+    items += [t for t in ref_tokens([t for r in train for t in r[4].split("^") if t]) if t not in items]
     for split, rs in (("train", train), ("test", test)):
         d = cache.split(split)
         assert d["categorical"].shape == (len(rs), 2)  # user_id is meta, not a model input
@@ -361,7 +365,7 @@ def test_kuaivideo_x1_pretrained_table_aligned_to_its_vocabulary(tmp_path):
     # item_emb: train item ids (min count 1), merged history ids, then the h5 keys it lacks; OOV last
     emb_tokens = ref_tokens([r[2] for r in train])
     for seq_col in (6, 7):
-        emb_tokens += [t for t in ref_tokens([t for r in train for t in r[seq_col].split("^")]) if t not in emb_tokens]
+        emb_tokens += [t for t in ref_tokens([t for r in train for t in r[seq_col].split("^") if t]) if t not in emb_tokens]
     emb_tokens += [str(k) for k in keys if str(k) not in emb_tokens]
     assert cache.vocab_sizes["item_emb"] == len(emb_tokens) + 2
     table = cache.table("item_emb")
@@ -378,7 +382,7 @@ def test_kuaivideo_x1_pretrained_table_aligned_to_its_vocabulary(tmp_path):
     # item_id (min count 10) and its histories: rare ids are OOV
     item_tokens = ref_tokens([r[2] for r in train], 10)
     for seq_col in (6, 7):
-        item_tokens += [t for t in ref_tokens([t for r in train for t in r[seq_col].split("^")], 10)
+        item_tokens += [t for t in ref_tokens([t for r in train for t in r[seq_col].split("^") if t], 10)
                         if t not in item_tokens]
     expect = [ref_pad(ref_encode(item_tokens, [t for t in r[7].split("^") if t]), 100) for r in train]
     np.testing.assert_array_equal(np.asarray(cache.split("train")["seq__neg_items"]), expect)

@@ -19,10 +19,18 @@ $(STAMP): $(BIN)/python requirements.txt setup.py $(wildcard csrc/*.cpp csrc/*.h
 
 setup: $(STAMP)
 
-extras: setup
-	$(BIN)/pip install -q --no-deps -r requirements-extra.txt
+# TorchRec + FBGEMM (CPU) for the TorchRec front door, its equivalence tests and the peer benchmarks: pinned,
+# --no-deps (torchrec's declared deps pull the CUDA fbgemm-gpu); about 6 s from the local index.
+EXTRAS_STAMP := $(VENV)/.extras-installed
 
-test: setup
+$(EXTRAS_STAMP): $(STAMP) requirements-extra.txt
+	$(BIN)/pip install -q --no-deps -r requirements-extra.txt
+	$(BIN)/python -c "import torchrec, fbgemm_gpu"
+	touch $(EXTRAS_STAMP)
+
+extras: $(EXTRAS_STAMP)
+
+test: setup extras
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
 bench: setup

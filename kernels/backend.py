@@ -1,13 +1,16 @@
-"""Which kernel backend runs an op: the argument, else $CTRBENCH_BACKEND, else auto.
+"""Which kernel backend runs an op: the argument, else $CTRBENCH_BACKEND, else auto; and which one did run.
 
 Auto picks the CUDA kernels for tensors on a GPU and the C++ kernels on the CPU (falling back to the
 reference only when the extension is not built). Asking for a backend that cannot run is an error
-that names what is missing, never a silent fallback.
+that names what is missing, never a silent fallback. Each op's dispatcher reports the backend it resolved
+through `note_backend`; `record_backends()` collects those reports (what a run record's `backend` holds).
 """
 from __future__ import annotations
 
 import importlib
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -96,3 +99,32 @@ def resolve_backend(requested: str | None = None, device: torch.device | str = "
     if not status.available:
         raise BackendUnavailableError(f"backend {choice!r} is not available for {device.type} tensors: {status.reason}")
     return choice
+
+
+# ------------------------------------------------------------------------------------------ what ran
+
+_recorders: tuple[dict, ...] = ()  # the open record_backends() dicts; replaced, never mutated, so readers need no lock
+_recorders_lock = threading.Lock()
+
+
+def note_backend(op: str, backend: str) -> str:
+    """Report that `op` runs on `backend` (each op's dispatcher calls this); returns `backend`, so a dispatcher
+    can wrap its resolution in it. Outside any record_backends() it costs one empty loop."""
+    for seen in _recorders:
+        seen[op] = backend
+    return backend
+
+
+@contextmanager
+def record_backends():
+    """Collect {op: backend it ran on} of every op dispatched in this process (any thread, autograd's backward
+    included) while the block runs; the last backend an op reported wins. Nestable."""
+    global _recorders
+    seen: dict[str, str] = {}
+    with _recorders_lock:
+        _recorders = (*_recorders, seen)
+    try:
+        yield seen
+    finally:
+        with _recorders_lock:
+            _recorders = tuple(r for r in _recorders if r is not seen)

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ctrbench.kernels.backend import ENV_VAR, load_extension, resolve_backend
+from ctrbench.kernels.backend import ENV_VAR, load_extension, note_backend, resolve_backend
 from ctrbench.kernels.entropy_fusion.checks import check_static, check_tau_value
 from ctrbench.kernels.entropy_fusion.reference import (
     entropy_weighted_fusion_reference,
@@ -74,7 +74,7 @@ _FORWARD: dict[str, Callable] = {
 def _forward_impl(logits, tau, space, eps, backend):
     check_static(logits, tau, space, eps)
     check_tau_value(tau)
-    name = _resolve(backend, logits.device)
+    name = note_backend("entropy_weighted_fusion", _resolve(backend, logits.device))
     return _FORWARD[name](logits.contiguous(), tau, space, eps)
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ctrbench.kernels.backend import ENV_VAR, load_extension, resolve_backend
+from ctrbench.kernels.backend import ENV_VAR, load_extension, note_backend, resolve_backend
 from ctrbench.kernels.interleaved_attention.reference import (
     check_inputs,
     check_lengths,
@@ -77,7 +77,7 @@ def interleaved_attention_op(
 ) -> torch.Tensor:
     check_inputs(q, k, v, lengths, num_prefix, rope, separate_queries)
     check_lengths(lengths, k.shape[2] - num_prefix)
-    name = backend_for(backend, q.device)
+    name = note_backend("interleaved_attention", backend_for(backend, q.device))
     return _FORWARD[name](q.contiguous(), k.contiguous(), v.contiguous(), lengths.contiguous(), num_prefix, rope,
                           rope_base, scale, separate_queries)
 

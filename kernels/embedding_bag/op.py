@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ctrbench.kernels.backend import ENV_VAR, resolve_backend
+from ctrbench.kernels.backend import ENV_VAR, note_backend, resolve_backend
 from ctrbench.kernels.embedding_bag import reference
 from ctrbench.kernels.embedding_bag import validation as V
 
@@ -154,7 +154,7 @@ _BACKENDS = {"reference": _Reference, "cpp": _Cpp, "cuda": _Cuda, "triton": _Tri
 
 
 def _impl(backend: str, device: torch.device):
-    return _BACKENDS[backend_for(backend, device)]
+    return _BACKENDS[note_backend("embedding_bag_collection", backend_for(backend, device))]
 
 
 def _contig(*ts):

@@ -330,7 +330,13 @@ def embedding_bag_collection_fused(weights: Tensor, momentum: Tensor, table_offs
 def grad_rows(grad_out: Tensor, table_offsets: Tensor, indices: Tensor, offsets: Tensor,
               per_sample_weights: Optional[Tensor] = None, *, feature_table: Optional[Tensor] = None,
               pooling: str = "sum", backend: Optional[str] = None, deterministic: bool = True):
-    """(unique rows, summed gradient per row) for a given output gradient."""
+    """(unique rows, summed gradient per row) for a given output gradient. Inputs are checked as in the main op
+    (EmbeddingBagInputError, every backend); the autograd backward calls the op directly, on inputs its forward
+    checked."""
+    F, B = V.check_structure(grad_out, table_offsets, indices, offsets, per_sample_weights, feature_table, pooling,
+                             name="grad_out")
+    V.check_grad_out(grad_out, F, B)
+    V.check_values(None, table_offsets, indices, offsets, feature_table, F, B)
     return ebc_grad_rows(grad_out, table_offsets, indices, offsets, per_sample_weights, feature_table, pooling,
                          backend or "auto", deterministic)
 
@@ -340,6 +346,10 @@ def fused_update_(weights: Tensor, momentum: Tensor, grad_out: Tensor, table_off
                   feature_table: Optional[Tensor] = None, pooling: str = "sum", optimizer: str = "sgd",
                   lr: float = 0.01, eps: float = 1e-8, backend: Optional[str] = None,
                   deterministic: bool = True) -> None:
-    """Apply the fused backward + optimizer step for `grad_out` (what the fused op's backward does)."""
+    """Apply the fused backward + optimizer step for `grad_out` (what the fused op's backward does). Inputs are
+    checked as in the main op (EmbeddingBagInputError, every backend) before any row changes."""
+    F, B = V.check_structure(weights, table_offsets, indices, offsets, per_sample_weights, feature_table, pooling)
+    V.check_grad_out(grad_out, F, B, weights)
+    V.check_values(weights, table_offsets, indices, offsets, feature_table, F, B)
     ebc_fused_update(weights, momentum, grad_out, table_offsets, indices, offsets, per_sample_weights, feature_table,
                      pooling, optimizer, float(lr), float(eps), backend or "auto", deterministic)

@@ -49,22 +49,24 @@ def num_features(table_offsets: Tensor, feature_table: Tensor | None) -> int:
 
 
 def check_structure(weights: Tensor, table_offsets: Tensor, indices: Tensor, offsets: Tensor,
-                    per_sample_weights: Tensor | None, feature_table: Tensor | None, pooling: str) -> tuple[int, int]:
-    """Ranks, dtypes, devices and sizes (no data reads, so it also runs on fake tensors); returns (F, B)."""
+                    per_sample_weights: Tensor | None, feature_table: Tensor | None, pooling: str,
+                    *, name: str = "weights") -> tuple[int, int]:
+    """Ranks, dtypes, devices and sizes (no data reads, so it also runs on fake tensors); returns (F, B).
+    `weights` is the 2-D float tensor the other inputs must share a device with (`name`: grad_out for grad_rows)."""
     if weights.dim() != 2:
-        _fail(f"weights must be 2-D [rows, dim], got shape {tuple(weights.shape)}")
+        _fail(f"{name} must be 2-D, got shape {tuple(weights.shape)}")
     if weights.dtype not in WEIGHT_DTYPES:
-        _fail(f"weights dtype {weights.dtype} is not one of {WEIGHT_DTYPES}")
+        _fail(f"{name} dtype {weights.dtype} is not one of {WEIGHT_DTYPES}")
     dev = weights.device
     named = {"table_offsets": table_offsets, "indices": indices, "offsets": offsets,
              "per_sample_weights": per_sample_weights, "feature_table": feature_table}
-    for name, t in named.items():
+    for arg, t in named.items():
         if t is None:
             continue
         if t.device != dev:
-            _fail(f"{name} is on {t.device} but weights are on {dev}; all inputs must share one device")
+            _fail(f"{arg} is on {t.device} but {name} is on {dev}; all inputs must share one device")
         if t.dim() != 1:
-            _fail(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+            _fail(f"{arg} must be 1-D, got shape {tuple(t.shape)}")
     if table_offsets.dtype != torch.int64:
         _fail(f"table_offsets must be int64, got {table_offsets.dtype}")
     if table_offsets.shape[0] < 2:
@@ -89,6 +91,21 @@ def check_structure(weights: Tensor, table_offsets: Tensor, indices: Tensor, off
         if per_sample_weights.shape[0] != indices.shape[0]:
             _fail(f"per_sample_weights has {per_sample_weights.shape[0]} entries but indices has {indices.shape[0]}")
     return F, (n_off - 1) // F
+
+
+def check_grad_out(grad_out: Tensor, F: int, B: int, weights: Tensor | None = None) -> None:
+    """grad_out of the helpers grad_rows / fused_update_: [B, F*D], floating, on the weights' device
+    (D the weights' dim when given, else any)."""
+    if weights is not None:
+        if grad_out.device != weights.device:
+            _fail(f"grad_out is on {grad_out.device} but weights are on {weights.device}")
+        if not grad_out.is_floating_point():
+            _fail(f"grad_out must be floating point, got {grad_out.dtype}")
+    D = weights.shape[1] if weights is not None else None
+    rows_ok = grad_out.dim() == 2 and grad_out.shape[0] == B
+    if not rows_ok or (grad_out.shape[1] % F != 0 if D is None else grad_out.shape[1] != F * D):
+        want = f"[B={B}, F*D={F}*{'D' if D is None else D}]"
+        _fail(f"grad_out must be {want} (one row per bag, features side by side), got {tuple(grad_out.shape)}")
 
 
 def check_optimizer_state(weights: Tensor, momentum: Tensor, optimizer: str) -> None:
@@ -157,10 +174,11 @@ def raise_from_status(status: Tensor, weights: Tensor, table_offsets: Tensor, fe
     raise_bad_id(table_offsets, feature_table, indices, offsets, B, pos)
 
 
-def check_values(weights: Tensor, table_offsets: Tensor, indices: Tensor, offsets: Tensor,
+def check_values(weights: Tensor | None, table_offsets: Tensor, indices: Tensor, offsets: Tensor,
                  feature_table: Tensor | None, F: int, B: int) -> None:
-    """Vectorised value checks (one host sync): table layout, offsets, every id within its table."""
-    R = weights.shape[0]
+    """Vectorised value checks (one host sync): table layout, offsets, every id within its table.
+    Without `weights` (grad_rows) the tables' end is not bounded by the weights' rows."""
+    R = weights.shape[0] if weights is not None else table_offsets[-1]
     to = table_offsets
     T = to.shape[0] - 1
     tables_bad = (to[0] < 0) | (to[-1] > R) | (to[1:] < to[:-1]).any()
@@ -173,7 +191,7 @@ def check_values(weights: Tensor, table_offsets: Tensor, indices: Tensor, offset
     summary = [tables_bad.reshape(1).long(), step_bad[off_pos].reshape(1).long(), off_pos.reshape(1)]
     flags = torch.cat(summary).tolist()
     if flags[0]:
-        raise_bad_tables(table_offsets, feature_table, R)
+        raise_bad_tables(table_offsets, feature_table, int(R))
     if flags[1]:
         # step_bad[k] is about offsets[k] (k < n); its extra last entry is the offsets[-1] == nnz check
         raise_bad_offsets(offsets, nnz, min(flags[2], o.shape[0] - 1))

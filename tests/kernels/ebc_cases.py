@@ -96,3 +96,42 @@ def check_backend(c: Case, backend: str, steps: int = 2) -> None:
         torch.testing.assert_close(w1, w2, **t)
         if opt == "rowwise_adagrad":
             torch.testing.assert_close(m1, m2, **t)
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+def bad_inputs():
+    """(name, case, changed inputs, expected message) for the bad-input tests of the op and its helpers."""
+    c = make_case(rows=(4, 9, 1), B=5, D=3, lengths=[1] * 15)
+    yield "id_too_large", c, dict(indices=c.indices.clone().index_fill_(0, torch.tensor([7]), 9)), "indices[7] = 9"
+    yield "id_negative", c, dict(indices=c.indices.clone().index_fill_(0, torch.tensor([2]), -1)), "indices[2] = -1"
+    yield "id_last_table", c, dict(indices=c.indices.clone().index_fill_(0, torch.tensor([14]), 1)), "table 2"
+    bad = c.offsets.clone()
+    bad[5] = 3  # offsets[5] < offsets[4] = 4
+    yield "offsets_not_monotone", c, dict(offsets=bad), "non-decreasing"
+    yield "offsets_last_wrong", c, dict(offsets=torch.cat([c.offsets[:-1], c.offsets[-1:] + 1])), "must equal len(indices)"
+    yield "offsets_first_wrong", c, dict(offsets=c.offsets + 1), "offsets[0]"
+    yield "offsets_len_wrong", c, dict(offsets=c.offsets[:-1]), "F*B+1"
+    yield "indices_float", c, dict(indices=c.indices.float()), "int32 or int64"
+    yield "offsets_2d", c, dict(offsets=c.offsets[None]), "1-D"
+    yield "psw_len_wrong", c, dict(per_sample_weights=torch.ones(3)), "per_sample_weights"
+    yield "device_mismatch", c, dict(indices=c.indices.to("meta")), "device"
+    yield "weights_int", c, dict(weights=c.weights.long()), "weights dtype"
+
+
+HELPERS = ("grad_rows", "fused_update_sgd", "fused_update_rowwise_adagrad")
+
+
+def call_helper(helper: str, backend: str, c: Case, change: dict, weights: torch.Tensor | None = None):
+    """Call ebc_op.grad_rows or ebc_op.fused_update_ on case `c` with the inputs in `change` replaced."""
+    args = dict(weights=c.weights if weights is None else weights, table_offsets=c.table_offsets,
+                indices=c.indices, offsets=c.offsets, per_sample_weights=None,
+                grad_out=torch.ones(c.B, c.F * c.D, dtype=c.weights.dtype))
+    args.update(change)
+    ids = (args["table_offsets"], args["indices"], args["offsets"], args["per_sample_weights"])
+    if helper == "grad_rows":
+        return ebc_op.grad_rows(args["grad_out"], *ids, backend=backend)
+    momentum = torch.zeros(args["weights"].shape[0])
+    optimizer = helper.removeprefix("fused_update_")
+    return ebc_op.fused_update_(args["weights"], momentum, args["grad_out"], *ids, optimizer=optimizer,
+                                backend=backend)

@@ -23,7 +23,7 @@ from ctrbench.kernels.embedding_bag import (
 )
 from ctrbench.kernels.embedding_bag import op as ebc_op
 from ctrbench.kernels.embedding_bag import reference as ref
-from ebc_cases import check_backend, make_case
+from ebc_cases import HELPERS, bad_inputs, call_helper, check_backend, make_case
 
 BACKENDS = ["reference", "cpp"]
 
@@ -156,25 +156,7 @@ def test_deterministic_across_runs_and_thread_counts():
 # ---------------------------------------------------------------------------------------- bad input
 
 
-def _bad_inputs():
-    c = make_case(rows=(4, 9, 1), B=5, D=3, lengths=[1] * 15)
-    yield "id_too_large", c, dict(indices=c.indices.clone().index_fill_(0, torch.tensor([7]), 9)), "indices[7] = 9"
-    yield "id_negative", c, dict(indices=c.indices.clone().index_fill_(0, torch.tensor([2]), -1)), "indices[2] = -1"
-    yield "id_last_table", c, dict(indices=c.indices.clone().index_fill_(0, torch.tensor([14]), 1)), "table 2"
-    bad = c.offsets.clone()
-    bad[5] = 3  # offsets[5] < offsets[4] = 4
-    yield "offsets_not_monotone", c, dict(offsets=bad), "non-decreasing"
-    yield "offsets_last_wrong", c, dict(offsets=torch.cat([c.offsets[:-1], c.offsets[-1:] + 1])), "must equal len(indices)"
-    yield "offsets_first_wrong", c, dict(offsets=c.offsets + 1), "offsets[0]"
-    yield "offsets_len_wrong", c, dict(offsets=c.offsets[:-1]), "F*B+1"
-    yield "indices_float", c, dict(indices=c.indices.float()), "int32 or int64"
-    yield "offsets_2d", c, dict(offsets=c.offsets[None]), "1-D"
-    yield "psw_len_wrong", c, dict(per_sample_weights=torch.ones(3)), "per_sample_weights"
-    yield "device_mismatch", c, dict(indices=c.indices.to("meta")), "device"
-    yield "weights_int", c, dict(weights=c.weights.long()), "weights dtype"
-
-
-BAD = list(_bad_inputs())
+BAD = list(bad_inputs())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -187,6 +169,28 @@ def test_bad_input_raises_typed_error(name, backend):
     with pytest.raises(EmbeddingBagInputError, match=re.escape(expect)):
         embedding_bag_collection(args["weights"], args["table_offsets"], args["indices"], args["offsets"],
                                  args["per_sample_weights"], backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("helper", HELPERS)
+@pytest.mark.parametrize("name", [b[0] for b in BAD])
+def test_helpers_bad_input_raises_typed_error(name, helper, backend):
+    """grad_rows and fused_update_ check their inputs like the main op, before any row changes."""
+    _, c, change, expect = next(b for b in BAD if b[0] == name)
+    if helper == "grad_rows" and "weights" in change:
+        expect = "grad_out"  # grad_rows takes no weights; its float 2-D input is grad_out
+        change = dict(grad_out=torch.zeros(c.B, c.F * c.D, dtype=torch.long))
+    weights = c.weights.clone()
+    with pytest.raises(EmbeddingBagInputError, match=re.escape(expect)):
+        call_helper(helper, backend, c, change, weights=weights)
+    assert torch.equal(weights, c.weights)
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+def test_helpers_bad_grad_out_shape(helper):
+    c = make_case(rows=(4, 9, 1), B=5, D=3, lengths=[1] * 15)
+    with pytest.raises(EmbeddingBagInputError, match=re.escape("grad_out must be [B=5, F*D=3*")):
+        call_helper(helper, "cpp", c, dict(grad_out=torch.zeros(5, 10)))
 
 
 def test_bad_id_error_names_feature_table_and_position():

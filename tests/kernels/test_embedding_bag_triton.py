@@ -22,7 +22,7 @@ else:
 
     from ctrbench.kernels.backend import resolve_backend
     from ctrbench.kernels.embedding_bag import EmbeddingBagInputError, embedding_bag_collection
-    from ebc_cases import check_backend, make_case
+    from ebc_cases import HELPERS, bad_inputs, call_helper, check_backend, make_case
 
     def test_triton_backend_is_available_under_interpreter():
         assert resolve_backend("triton", "cpu") == "triton"
@@ -62,3 +62,14 @@ else:
         offs[4] = 1
         with pytest.raises(EmbeddingBagInputError, match="non-decreasing"):
             embedding_bag_collection(c.weights, c.table_offsets, c.indices, offs, backend="triton")
+
+    BAD_VALUES = [b for b in bad_inputs() if b[0].startswith(("id_", "offsets_"))]
+
+    @pytest.mark.parametrize("helper", HELPERS)
+    @pytest.mark.parametrize("name", [b[0] for b in BAD_VALUES])
+    def test_triton_helpers_bad_input_raises_typed_error(name, helper):
+        _, c, change, expect = next(b for b in BAD_VALUES if b[0] == name)
+        weights = c.weights.clone()
+        with pytest.raises(EmbeddingBagInputError, match=re.escape(expect)):
+            call_helper(helper, "triton", c, change, weights=weights)
+        assert torch.equal(weights, c.weights)

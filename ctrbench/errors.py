@@ -41,3 +41,12 @@ class UnknownNameError(CtrbenchError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
+
+
+class ParamError(CtrbenchError, ValueError):
+    """A model param that does not fit the dataset (e.g. a width that does not split into its heads); carries the
+    param's name, so the suite loader can point at its YAML line before any run starts."""
+
+    def __init__(self, param: str | None, message: str):  # None: the model itself does not fit the dataset
+        self.param = param
+        super().__init__(message)

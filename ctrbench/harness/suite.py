@@ -40,7 +40,7 @@ from typing import Annotated, Any, Callable, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
-from ctrbench.errors import ConfigError, UnknownNameError
+from ctrbench.errors import ConfigError, ParamError, UnknownNameError
 from ctrbench.harness.records import RunSpec, canonical_json, dataset_identity
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-\[\]=,]+$"
@@ -393,7 +393,8 @@ class Suite:
         src = SourceMap(self.path, {})
         where = search.loc + (f"candidate {index}",)
         model_cls = reg.model_class(search.model)
-        full_params = _validate_params(model_cls, search.model, {**search.params, **params}, src, lambda k: where + ("params", k))
+        full_params = _validate_params(model_cls, search.model, {**search.params, **params}, src,
+                                       lambda k: where + ("params", k), reg.dataset_spec(search.dataset.name))
         full_train = _validate_train(reg.train_config(), {**search.train, **train, "seed": search.seed}, src,
                                      lambda k: where + ("train", k))
         return RunSpec(
@@ -405,10 +406,19 @@ class Suite:
         )
 
 
-def _validate_params(model_cls, model_name: str, params: dict, src: SourceMap, key_loc: Callable[[str], tuple]) -> dict:
+def _validate_params(model_cls, model_name: str, params: dict, src: SourceMap, key_loc: Callable[[str], tuple],
+                     dataset_spec=None) -> dict:
+    """The model's resolved params; each bad value (alone, or on `dataset_spec`: Params.check_dataset) is a
+    ConfigError at its YAML path, or at the entry's model where the model does not fit the dataset at all."""
     Params = model_cls.Params
     try:
-        return Params(**params).model_dump(mode="json")
+        validated = Params(**params)
+        if dataset_spec is not None:
+            validated.check_dataset(dataset_spec)
+        return validated.model_dump(mode="json")
+    except ParamError as exc:
+        loc = key_loc(exc.param) if exc.param else key_loc("")[:-2] + ("model",)
+        raise src.error(f"model {model_name!r} on {dataset_spec.name}: {exc}", loc) from None
     except ValidationError as exc:
         e = exc.errors()[0]
         key = e["loc"][0] if e["loc"] else None
@@ -574,7 +584,8 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
                         raise src.error(f"monitor 'gauc' needs a group id, and {dname} has none; valid here: auc, "
                                         "logloss", tloc("monitor"))
                     if searcher is None:
-                        rparams = _validate_params(model_cls, model_name, params, src, ploc)
+                        rparams = _validate_params(model_cls, model_name, params, src, ploc,
+                                                   reg.dataset_spec(dname))
                         runs.append(RunSpec(
                             suite=sf.name, entry=name, model=model_name, params=rparams, train=rtrain,
                             dataset=ds.name, source=ds.source, rows=ds.rows, data_seed=ds.data_seed, seed=seed,

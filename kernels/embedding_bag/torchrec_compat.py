@@ -83,9 +83,9 @@ def fused_optimizer_spec(optimizer_type, optimizer_kwargs: Optional[dict]) -> tu
 def _check_table(config: EmbeddingBagConfig, is_weighted: bool) -> str:
     """The ctrbench pooling of a TorchRec table, or a ValueError naming the table and the unsupported field."""
     if config.pooling not in _POOLING:
-        raise ValueError(f"table {config.name!r}: pooling {config.pooling} is not supported (SUM or MEAN)")
+        raise ValueError(f"table {config.name!r}: pooling {config.pooling.name} is not supported (SUM or MEAN)")
     if config.data_type != DataType.FP32:
-        raise ValueError(f"table {config.name!r}: data_type {config.data_type} is not supported (FP32 only)")
+        raise ValueError(f"table {config.name!r}: data_type {config.data_type.name} is not supported (FP32 only)")
     if is_weighted and config.pooling == PoolingType.MEAN:
         raise ValueError(f"table {config.name!r}: per-sample weights with MEAN pooling are rejected by TorchRec's "
                          "EmbeddingBagCollection (nn.EmbeddingBag weights SUM only); use SUM or is_weighted=False")
@@ -342,9 +342,8 @@ class _RowFusedOptimizer(FusedOptimizer):
             to = m.table_offsets.tolist()
             for k, (name, w) in enumerate(m.split_embedding_weights().items()):
                 params[f"{name}.weight"] = w
-                state[w] = {}
-                if m.optimizer == "rowwise_adagrad":
-                    state[w][f"{name}.weight.momentum_1"] = m.momentum[to[k]:to[k + 1]]
+                if m.optimizer == "rowwise_adagrad":  # SGD has no state (FBGEMM's EXACT_SGD neither)
+                    state[w] = {f"{name}.weight.momentum_1": m.momentum[to[k]:to[k + 1]]}
         super().__init__(params, state, [{"params": list(params.values()), "lr": ebc.fused[0].lr}])
 
     def zero_grad(self, set_to_none: bool = False) -> None:

@@ -4,7 +4,7 @@ embeddings (the "+"), plus optionally the linear term (FuxiCTR use_wide)."""
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ctrbench.models.base import CTRModel
@@ -23,6 +23,14 @@ class AutoIntPlus(CTRModel):
         attention_layers: int = Field(2, ge=1)
         num_heads: int = Field(2, ge=1)
         attention_dim: int = Field(16, ge=1, description="width of each layer's output (all heads together)")
+
+        @field_validator("attention_dim")
+        @classmethod
+        def _splits_into_heads(cls, v, info):
+            heads = info.data.get("num_heads")
+            if heads and v % heads:
+                raise ValueError(f"attention_dim {v} is not divisible by num_heads={heads}")
+            return v
         use_residual: bool = True
         use_scale: bool = False
         layer_norm: bool = False

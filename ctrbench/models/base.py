@@ -13,6 +13,7 @@ from torch import nn
 
 from ctrbench.data.batch import Batch
 from ctrbench.data.schema import DatasetSpec
+from ctrbench.errors import ParamError
 from ctrbench.models.embedding import EmbeddingCollection
 
 
@@ -30,10 +31,24 @@ class ModelParams(BaseModel):
         "normal", description="'normal': N(0, embedding_init_std) (FuxiCTR); 'uniform_rows': U(±1/sqrt(rows)) per "
         "table (DLRM reference / TorchRec)"
     )
-    embedding_init_std: float = Field(1e-4, gt=0)
+    embedding_init_std: float = Field(1e-4, gt=0, allow_inf_nan=False)
     numeric_norm: bool = Field(
         False, description="standardise numeric inputs (BatchNorm without affine) before the model sees them; BARS "
         "feeds raw values (TaobaoAd's price is in the hundreds). InterFormer always does (its dense token)")
+
+    def check_dataset(self, spec: DatasetSpec) -> None:
+        """Checks that need the dataset (widths from its embedding dim, its sequence fields); raise ParamError.
+        The suite loader calls it, so a misfit is refused before any run starts. Models override it."""
+
+    def resolved_dim(self, spec: DatasetSpec) -> int:
+        """The embedding dim the model will use on `spec`."""
+        return self.embedding_dim or spec.embedding_dim
+
+
+def require_heads(param: str, width: int, num_heads: int, what: str) -> None:
+    """ParamError (at `param`) unless `width` splits into `num_heads` equal heads."""
+    if width % num_heads:
+        raise ParamError(param, f"{what} {width} is not divisible by num_heads={num_heads}")
 
 
 class CTRModel(nn.Module):

@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ctrbench.models.base import require_heads
 from ctrbench.models.layers.transformer import SequenceEncoder
 from ctrbench.models.registry import register
 from ctrbench.models.sequential import SequentialModel, SequentialParams
@@ -44,6 +45,12 @@ class BST(SequentialModel):
         attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
         use_position_emb: bool = True
         seq_pooling: Literal["mean", "sum", "target"] = "mean"
+
+        def check_dataset(self, spec) -> None:
+            d = self.resolved_dim(spec)
+            for w in self.group_widths(spec):
+                width = w + (d if self.use_position_emb else 0)
+                require_heads("num_heads", width, self.num_heads, "transformer width")
 
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torch import nn
 
 from ctrbench.kernels.entropy_fusion.module import EntropyWeightedFusion
-from ctrbench.errors import UnknownNameError
+from ctrbench.errors import ParamError, UnknownNameError
 from ctrbench.models.base import CTRModel, ModelParams
 from ctrbench.models.embedding import EmbeddingCollection
 from ctrbench.models.registry import get_model_class, register
@@ -112,23 +112,43 @@ class CETNet(CTRModel):
             "kernel_backend, embedding_init(_std) set here (not at default) are handed to members that do not set them"))
         fusion: Literal["entropy", "mean"] = Field("entropy", description="'mean' = equal weights (ablation)")
         space: Literal["prob", "logit"] = Field("prob", description="fuse probabilities or logits")
-        tau: float = Field(1.0, gt=0, description="softmax temperature (initial value when learned)")
+        tau: float = Field(1.0, gt=0, allow_inf_nan=False,
+                           description="softmax temperature (initial value when learned)")
         learn_tau: bool = Field(True, description="learn τ (as log τ) with the dense parameters")
         detach_weights: bool = Field(False, description="no gradient through the fusion weights")
         eps: float = Field(1e-6, gt=0, lt=0.5, description="probabilities are clamped to [eps, 1 - eps]")
-        member_loss_weight: float = Field(1.0, ge=0, description="α: weight of each member's own BCE")
-        distill_weight: float = Field(1.0, ge=0, description="λ: weight of KL(detached fused ‖ member)")
+        member_loss_weight: float = Field(1.0, ge=0, allow_inf_nan=False,
+                                          description="α: weight of each member's own BCE")
+        distill_weight: float = Field(1.0, ge=0, allow_inf_nan=False,
+                                      description="λ: weight of KL(detached fused ‖ member)")
         shared_embeddings: bool = Field(False, description="ablation: all members read one set of tables")
+
+        @field_validator("members")
+        @classmethod
+        def _unique_names(cls, v):
+            member_names(v)
+            return v
+
+        def member_params(self) -> list[ModelParams]:
+            """Each member's validated Params, with CETNet's inherited settings under the member's own."""
+            inherited = {k: getattr(self, k) for k in _INHERITED
+                         if getattr(self, k) != ModelParams.model_fields[k].default}
+            return [get_model_class(m.model).Params(**{**inherited, **m.params}) for m in self.members]
+
+        def check_dataset(self, spec) -> None:
+            for i, (m, mp) in enumerate(zip(self.members, self.member_params())):
+                try:
+                    mp.check_dataset(spec)
+                except ParamError as exc:
+                    raise ParamError("members", f"member {i} ({m.model}): {exc}") from None
 
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)
         p = self.params
-        inherited = {k: getattr(p, k) for k in _INHERITED if getattr(p, k) != ModelParams.model_fields[k].default}
         self.member_names = member_names(p.members)
         members = []
-        for m in p.members:  # built in order from the caller's RNG: member 0 inits as the model alone would
-            cls = get_model_class(m.model)
-            members.append(cls(spec, vocab_sizes, cls.Params(**{**inherited, **m.params}), tables))
+        for m, mp in zip(p.members, p.member_params()):  # in order from the caller's RNG: member 0 inits as alone
+            members.append(get_model_class(m.model)(spec, vocab_sizes, mp, tables))
         self.members = nn.ModuleList(members)
         if p.shared_embeddings:
             colls = [next(m.embedding_collections()) for m in self.members]

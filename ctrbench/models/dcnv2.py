@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from ctrbench.models.base import CTRModel, ModelParams
@@ -24,8 +24,8 @@ class DCNv2(CTRModel):
         num_cross_layers: int = Field(3, ge=1)
         low_rank: int | None = Field(None, gt=0, description="rank r of W = U Vᵀ; None = full rank")
         num_experts: int = Field(1, ge=1, description="> 1: mixture of low-rank experts (needs low_rank)")
-        stacked_dnn_hidden_units: list[int] = Field(default_factory=lambda: [400, 400])
-        parallel_dnn_hidden_units: list[int] = Field(default_factory=lambda: [400, 400])
+        stacked_dnn_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [400, 400])
+        parallel_dnn_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [400, 400])
         hidden_activations: Literal["relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "prelu"] = "relu"
         net_dropout: float = Field(0.1, ge=0.0, lt=1.0)
         batch_norm: bool = False

@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from ctrbench.models.layers.dice import make_mlp
@@ -34,12 +34,13 @@ class DIEN(SequentialModel):
     class Params(SequentialParams):
         gru_type: Literal["augru", "agru", "aigru", "gru"] = "augru"
         attention_type: Literal["din", "bilinear", "dot"] = "din"
-        attention_hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+        attention_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [64, 32])
         attention_activation: Activation = "dice"
         attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
         use_softmax: bool = Field(True, description="softmax over the valid interest states (BARS: yes)")
-        aux_loss_weight: float = Field(0.0, ge=0.0, description="α of the auxiliary loss; 0 = off (BARS)")
-        aux_hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+        aux_loss_weight: float = Field(0.0, ge=0.0, allow_inf_nan=False,
+                                       description="α of the auxiliary loss; 0 = off (BARS)")
+        aux_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [64, 32])
 
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)

@@ -9,7 +9,7 @@ included) ‖ attention outputs]. BARS configs: attention MLP [512, 256], Dice, 
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from ctrbench.models.layers.target_attention import TargetAttention
 from ctrbench.models.registry import register
@@ -21,7 +21,7 @@ class DIN(SequentialModel):
     """Embeddings + DIN target attention per behaviour group -> MLP."""
 
     class Params(SequentialParams):
-        attention_hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+        attention_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [64, 32])
         attention_activation: Activation = "dice"
         attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
         use_softmax: bool = Field(False, description="softmax over the valid behaviours (DIN's default: no)")

@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 from torch import nn
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from ctrbench.models.base import CTRModel, ModelParams
 from ctrbench.models.layers.interaction import DotInteraction
@@ -20,8 +20,8 @@ class DLRM(CTRModel):
 
     class Params(ModelParams):
         embedding_init: Literal["normal", "uniform_rows"] = "uniform_rows"  # DLRM reference init
-        bottom_mlp_units: list[int] = Field(default_factory=lambda: [64, 64])
-        top_mlp_units: list[int] = Field(default_factory=lambda: [400, 400])
+        bottom_mlp_units: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
+        top_mlp_units: list[PositiveInt] = Field(default_factory=lambda: [400, 400])
         hidden_activations: Literal["relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "prelu"] = "relu"
         interaction_op: Literal["dot", "cat"] = "dot"
         net_dropout: float = Field(0.1, ge=0.0, lt=1.0)

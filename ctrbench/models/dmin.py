@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
+from ctrbench.models.base import require_heads
 from ctrbench.models.layers.target_attention import TargetAttention
 from ctrbench.models.layers.transformer import run_chunked
 from ctrbench.models.registry import register
@@ -87,12 +88,16 @@ class DMIN(SequentialModel):
     class Params(SequentialParams):
         num_heads: int = Field(4, ge=1, description="interests per behaviour group")
         use_behavior_refiner: bool = True
-        attention_hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+        attention_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [64, 32])
         attention_activation: Activation = "relu"
         attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
         pos_emb_dim: int = Field(8, ge=1)
         layer_norm: bool = True
         chunk_rows: int = Field(256, ge=1, description="rows per length bucket of the self-attention")
+
+        def check_dataset(self, spec) -> None:
+            for w in self.group_widths(spec):
+                require_heads("num_heads", w, self.num_heads, "behaviour group width")
 
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)

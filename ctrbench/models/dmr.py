@@ -16,7 +16,7 @@ is <ReLU(b_o), target>. Positions count from the end of the left-padded history.
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from ctrbench.models.layers.target_attention import TargetAttention, segment_softmax
@@ -42,7 +42,7 @@ class DMR(SequentialModel):
     """Embeddings + per-group item-to-item attention and user-to-item relevance -> MLP."""
 
     class Params(SequentialParams):
-        attention_hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+        attention_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [64, 32])
         attention_activation: Activation = "relu"
         attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
         pos_emb_dim: int = Field(8, ge=1)

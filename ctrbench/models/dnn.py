@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from ctrbench.models.base import CTRModel, ModelParams
 from ctrbench.models.layers.mlp import MLP
@@ -14,7 +14,7 @@ from ctrbench.models.registry import register
 class MLPParams(ModelParams):
     """MLP settings shared by the deep models (FuxiCTR names)."""
 
-    hidden_units: list[int] = Field(default_factory=lambda: [400, 400], description="MLP hidden layer sizes")
+    hidden_units: list[PositiveInt] = Field(default_factory=lambda: [400, 400], description="MLP hidden layer sizes")
     hidden_activations: Literal["relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "prelu"] = "relu"
     net_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     batch_norm: bool = False

@@ -43,11 +43,12 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from ctrbench.kernels.interleaved_attention.module import InterleavedMultiheadAttention
-from ctrbench.models.base import CTRModel, ModelParams
+from ctrbench.errors import ParamError
+from ctrbench.models.base import CTRModel, ModelParams, require_heads
 from ctrbench.models.embedding import EmbeddingIndexError
 from ctrbench.models.layers.dhen import DHEN
 from ctrbench.models.layers.lce import LCE, SelfGating, TokenMLP
@@ -175,15 +176,16 @@ class InterFormer(CTRModel):
         dcn_cross_layers: int = Field(1, ge=1)
         dcn_low_rank: int | None = Field(16, gt=0, description="None = full-rank cross layer")
         gating: Literal["self", "paper"] = "self"
-        summary_hidden: list[int] = Field(default_factory=list, description="token-axis hidden sizes ([] = LCE)")
+        summary_hidden: list[PositiveInt] = Field(default_factory=list,
+                                                  description="token-axis hidden sizes ([] = LCE)")
         pffn: Literal["low_rank", "mlp"] = "low_rank"
         rope: bool = True
-        rope_base: float = Field(10000.0, gt=1.0)
+        rope_base: float = Field(10000.0, gt=1.0, allow_inf_nan=False)
         pma_over_cls: bool = True
         norm_placement: Literal["post", "pre"] = Field(
             "post", description="Sequence/Interaction Arch norms after the residual add (post) or on the branch input (pre)")
         head_input: Literal["final", "layer"] = "final"
-        head_units: list[int] = Field(default_factory=lambda: [64])
+        head_units: list[PositiveInt] = Field(default_factory=lambda: [64])
         hidden_activations: Activation = "silu"
         net_dropout: float = Field(0.0, ge=0.0, lt=1.0)
         masknet_hidden: int | None = Field(None, gt=0, description="MaskNet mask width; None = k·d")
@@ -195,6 +197,13 @@ class InterFormer(CTRModel):
             if isinstance(data, dict) and data.get("preset") == "paper":
                 data = {**PAPER_PRESET, **data}
             return data
+
+        def check_dataset(self, spec) -> None:
+            d = self.resolved_dim(spec)
+            require_heads("num_heads", d, self.num_heads, "embedding_dim")
+            if self.rope and (d // self.num_heads) % 2:
+                raise ParamError("num_heads", f"rotary embeddings need an even head width; embedding_dim {d} / "
+                                 f"num_heads {self.num_heads} = {d // self.num_heads}")
 
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)

@@ -8,9 +8,10 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from ctrbench.errors import ParamError
 from ctrbench.models.base import CTRModel
 from ctrbench.models.dnn import MLPParams
-from ctrbench.models.layers.behaviour import BehaviourInputs
+from ctrbench.models.layers.behaviour import BehaviourInputs, resolve_groups
 from ctrbench.models.layers.dice import make_mlp
 
 Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "prelu", "dice"]
@@ -23,6 +24,20 @@ class SequentialParams(MLPParams):
     sequence_groups: list[list[str]] | None = Field(
         None, description="behaviour groups (aligned sequence fields); None = the BARS config's, else one per field")
     max_seq_len: int | None = Field(None, gt=0, description="keep only the most recent slots; None = all")
+
+    def group_widths(self, spec) -> list[int]:
+        """Each behaviour group's token width (g·d) on `spec`, as BehaviourInputs builds them; ParamError where the
+        dataset has no sequence or `sequence_groups` does not fit it."""
+        if not spec.sequences:
+            raise ParamError(None, f"{spec.name} has no sequence field for a sequential model")
+        try:
+            groups = resolve_groups(spec, self.sequence_groups)
+        except ValueError as exc:
+            raise ParamError("sequence_groups", str(exc)) from None
+        return [len(g.sequences) * self.resolved_dim(spec) for g in groups]
+
+    def check_dataset(self, spec) -> None:
+        self.group_widths(spec)
 
 
 class SequentialModel(CTRModel):

@@ -12,9 +12,10 @@ time-window mask needs action timestamps, which the BARS datasets do not have (n
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt, field_validator
 from torch import nn
 
+from ctrbench.models.base import require_heads
 from ctrbench.models.layers.cross import CrossNetV2
 from ctrbench.models.layers.dice import make_mlp
 from ctrbench.models.layers.mlp import init_linear
@@ -36,7 +37,19 @@ class TransAct(SequentialModel):
         concat_max_pool: bool = True
         dcn_cross_layers: int = Field(3, ge=1)
         dcn_low_rank: int | None = Field(None, gt=0, description="None = full-rank cross layers")
-        mlp_hidden_units: list[int] = Field(default_factory=list, description="head over [cross ‖ parallel MLP]")
+        mlp_hidden_units: list[PositiveInt] = Field(default_factory=list,
+                                                    description="head over [cross ‖ parallel MLP]")
+
+        @field_validator("concat_max_pool")
+        @classmethod
+        def _some_output(cls, v, info):
+            if not v and info.data.get("first_k") == 0:
+                raise ValueError("TransAct needs first_k > 0 or concat_max_pool")
+            return v
+
+        def check_dataset(self, spec) -> None:
+            for w in self.group_widths(spec):
+                require_heads("num_heads", 2 * w, self.num_heads, "transformer width ([action ‖ target])")
 
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)

@@ -4,7 +4,7 @@ Paper-scale settings stack many wide layers; the defaults here are sized for 2-c
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from ctrbench.models.base import CTRModel
@@ -23,7 +23,7 @@ class Wukong(CTRModel):
         num_fmb_tokens: int = Field(8, ge=1, description="n_F: tokens out of each FM block")
         num_lcb_tokens: int = Field(8, ge=1, description="n_L: tokens out of each linear compress block")
         fmb_rank: int = Field(8, ge=1, description="k of the optimised FM X (Xᵀ Y)")
-        fmb_hidden_units: list[int] = Field(default_factory=lambda: [256], description="FM block MLP")
+        fmb_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [256], description="FM block MLP")
 
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)

@@ -3,7 +3,7 @@ through a Linear) + MLP over the flattened embeddings. InterFormer's setting: CI
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from ctrbench.models.base import CTRModel
@@ -19,7 +19,7 @@ class XDeepFM(CTRModel):
     """Linear + CIN + DNN."""
 
     class Params(MLPParams):
-        cin_hidden_units: list[int] = Field(default_factory=lambda: [32, 32], min_length=1)
+        cin_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [32, 32], min_length=1)
 
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)

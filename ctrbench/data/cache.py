@@ -5,8 +5,9 @@ Blocks: `categorical` int32 [N, n_categorical] (spec order), `pretrained` int32 
 `numeric` float32 [N, n_numeric], `seq__<name>` int32 [N, max_len] left-padded, `label` float32 [N],
 `group_id` int64 [N], `oracle_p` float32 [N] (twins). Pretrained vector tables live in `tables/<name>.npy`.
 A split may alias another (`alias_of` in the manifest: BARS's valid = test) and then shares its files.
-A cache is written into a `.partial` folder that is renamed only after the manifest is written, so an
-interrupted prepare never leaves a cache that looks complete.
+A cache is written into a `.partial-PID` folder that is renamed only after the manifest is written, so an
+interrupted prepare never leaves a cache that looks complete; a failed one removes its folder, and the folders
+of killed writers (their PID is gone) are removed by the next writer of the same cache.
 """
 from __future__ import annotations
 
@@ -35,6 +36,28 @@ def cache_dir(data_root: str | os.PathLike | None, dataset: str, tag: str) -> Pa
     return Path(data_root or default_data_root()) / dataset / tag
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Remove the `.partial-PID` folders of `path` left by writers that died (SIGKILL, power loss); a live
+    writer's folder stays. Returns the removed folders."""
+    removed = []
+    for tmp in path.parent.glob(path.name + ".partial-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
 class CacheWriter:
     """Streams blocks into a new cache; `finalize` writes the manifest and publishes it atomically."""
 
@@ -42,6 +65,8 @@ class CacheWriter:
         self.path = Path(path)
         self.spec = spec
         self.tmp = self.path.with_name(self.path.name + f".partial-{os.getpid()}")
+        if self.path.parent.exists():
+            remove_stale_partials(self.path)
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir(parents=True)

@@ -5,14 +5,16 @@ by file, line and field), gzip accepted, chunks of ~`chunk_rows` rows, never a w
 Malformed rows (wrong field count, a non-numeric value in a numeric field, a label that is not 0/1) raise
 `DataError(file, line, field)` or, with on_bad_rows="skip", are dropped and counted per file and reason.
 Line numbers: physical, 1-based, header included. CSV quoting is never needed by these formats, so one
-row is one line; pyarrow reports no line for a wrong field count, so on that error path the file is
-scanned (vectorised) for the first line with the wrong number of delimiters.
+row is one line; pyarrow reports no line for a wrong field count or invalid UTF-8, so on those error paths
+the file is scanned (vectorised) for the first offending line. A corrupt .gz (truncated, bad CRC, not gzip)
+is a DataError naming the file and the last line read before the damage.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -228,10 +230,53 @@ def open_input(path: Path):
     return raw, raw
 
 
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)  # truncated, bad CRC or header, not gzip at all
+
+
+def lines_before_damage(path: Path) -> int:
+    """Complete lines of a corrupt .gz that decompress before the damage (zlib streams every byte it can before
+    a bad CRC or the cut, which gzip.open's buffered reads would drop; error path only)."""
+    lines, d = 0, zlib.decompressobj(wbits=31)
+
+    def feed(block: bytes) -> None:
+        nonlocal lines, d
+        while block:
+            lines += d.decompress(block).count(b"\n")
+            block = d.unused_data if d.eof else b""  # a next gzip member follows
+            if d.eof:
+                d = zlib.decompressobj(wbits=31)
+
+    with open(path, "rb") as f:
+        while block := f.read(1 << 16):
+            saved, before = d.copy(), lines
+            try:
+                feed(block)
+            except zlib.error:  # replay the block byte by byte: keep what decompresses before the damage
+                d, lines = saved, before
+                try:
+                    for i in range(len(block)):
+                        feed(block[i:i + 1])
+                except zlib.error:
+                    pass
+                break
+    return lines
+
+
+def corrupt_gzip_error(path: Path, exc: BaseException) -> DataError:
+    """The located error for a .gz source that cannot be decompressed: file, and the line the damage follows."""
+    lines_read = lines_before_damage(path)
+    where = f"after line {lines_read}" if lines_read else "before its first line"
+    return DataError(f"corrupt or truncated gzip ({type(exc).__name__}: {exc}), {where}; download the file again "
+                     f"(`ctrbench data verify` checks the published md5)", file=path.name, line=lines_read + 1)
+
+
 def read_first_line(path: Path) -> str:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        line = f.readline(1 << 20)
+    try:
+        with opener(path, "rb") as f:
+            line = f.readline(1 << 20)
+    except GZIP_ERRORS as exc:
+        raise corrupt_gzip_error(path, exc) from None
     return line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
 
 
@@ -322,8 +367,12 @@ def stream_text(tf: TextFile, bad: BadRows, *, chunk_rows: int = DEFAULT_CHUNK_R
         except pa.ArrowInvalid as exc:
             if state["bad_text"] is not None or ("Expected" in str(exc) and "columns" in str(exc)):
                 raise_field_count_error(tf)
+            if "UTF8" in str(exc):
+                raise_invalid_utf8_error(tf)
             raise DataError(f"unreadable {tf.delimiter!r}-delimited text: {exc}", file=tf.name) from None
-        except OSError as exc:  # truncated gzip and the like
+        except OSError as exc:  # truncated or corrupt gzip (pyarrow's decompressor)
+            if tf.path.suffix == ".gz":
+                raise corrupt_gzip_error(tf.path, exc) from None
             raise DataError(f"cannot read: {exc}", file=tf.name) from None
         if pending:
             yield flush()
@@ -346,13 +395,38 @@ class ScanResult:
 
 
 def _iter_bytes(path: Path, size: int = 16 << 20) -> Iterator[bytes]:
+    """The bytes of a plain or .gz file in blocks; a corrupt .gz raises the located DataError."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        while True:
-            b = f.read(size)
-            if not b:
-                return
-            yield b
+    try:
+        with opener(path, "rb") as f:
+            while True:
+                b = f.read(size)
+                if not b:
+                    return
+                yield b
+    except GZIP_ERRORS as exc:
+        raise corrupt_gzip_error(path, exc) from None
+
+
+def first_invalid_utf8(path: Path) -> tuple[int, int] | None:
+    """(1-based line, 0-based byte column) of the first invalid UTF-8 in a file, or None (whole lines are
+    decoded at a time, so a character never straddles two blocks)."""
+    lines, carry = 0, b""
+    for block in _iter_bytes(path):
+        buf = carry + block
+        cut = buf.rfind(b"\n") + 1
+        whole, carry = buf[:cut], buf[cut:]
+        try:
+            whole.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            start = whole.rfind(b"\n", 0, exc.start) + 1
+            return lines + whole.count(b"\n", 0, exc.start) + 1, exc.start - start
+        lines += whole.count(b"\n")
+    try:
+        carry.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return lines + 1, exc.start
+    return None
 
 
 def count_lines(path: Path, header_lines: int = 0, on_bytes: Callable[[int], None] | None = None) -> int:
@@ -435,6 +509,22 @@ def raise_field_count_error(tf: TextFile, scan: ScanResult | None = None) -> Non
     line, got = int(scan.bad_lines[0]), int(scan.bad_fields[0])
     fld = tf.names[got] if got < n else f"extra field {n + 1} after {tf.names[-1]}"  # the first missing / extra one
     raise DataError(f"wrong field count: expected {n} {tf.delimiter!r}-separated fields, found {got}",
+                    file=tf.name, line=line, field=fld)
+
+
+def raise_invalid_utf8_error(tf: TextFile) -> None:
+    """Raise the DataError for the first line of `tf` that is not valid UTF-8, with its field."""
+    found = first_invalid_utf8(tf.path)
+    if found is None:
+        raise DataError("invalid UTF-8 text", file=tf.name)
+    line, col = found
+    with (gzip.open if tf.path.suffix == ".gz" else open)(tf.path, "rb") as f:
+        for _ in range(line - 1):
+            f.readline()
+        text = f.readline()
+    field_idx = text[:col].count(tf.delimiter.encode())
+    fld = tf.names[field_idx] if field_idx < len(tf.names) else None
+    raise DataError(f"invalid UTF-8 at byte {col + 1} of the line: {text[max(0, col - 8):col + 8]!r}",
                     file=tf.name, line=line, field=fld)
 
 

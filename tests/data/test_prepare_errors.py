@@ -1,6 +1,7 @@
 """Bad input: missing files name the layout and where the data is published; malformed rows raise DataError
 with file, line and field, or are skipped and counted; unknown names list the valid ones; an interrupted
-prepare never leaves a cache that looks complete."""
+prepare never leaves a cache that looks complete; corrupt .gz and invalid UTF-8 are located errors; stale
+.partial folders of dead writers are removed."""
 import gzip
 
 import numpy as np
@@ -235,3 +236,65 @@ def test_no_training_rows_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no training rows"):
         run(get_spec("amazonelectronics_x1"), tmp_path, tmp_path)
     assert not Cache.exists(tmp_path / "out")
+
+
+# --------------------------------------------------------------------------- corrupt gzip, invalid UTF-8, stale partials
+
+
+def corrupt(kind, data):
+    """A .gz of `data` damaged in one way: cut in half, wrong CRC, or not gzip at all."""
+    z = gzip.compress(data)
+    return {"truncated": z[: len(z) // 2], "bad_crc": z[:-8] + bytes(4) + z[-4:], "not_gzip": data}[kind]
+
+
+@pytest.mark.parametrize("kind, after", [("truncated", None), ("bad_crc", 400), ("not_gzip", 0)])
+def test_corrupt_gz_is_a_located_data_error(tmp_path, kind, after):
+    lines = good_lines(400)
+    (tmp_path / "train.txt.gz").write_bytes(corrupt(kind, ("\n".join(lines) + "\n").encode()))
+    with pytest.raises(DataError, match="corrupt or truncated gzip") as exc:
+        run(get_spec("criteo"), tmp_path, tmp_path)
+    assert exc.value.file == "train.txt.gz"
+    if after is None:  # cut in half: some complete lines decompress before the cut, not all
+        assert 1 < exc.value.line < 400
+    else:
+        assert exc.value.line == after + 1 and (f"after line {after}" if after else "before its first line") \
+            in str(exc.value)
+
+
+def test_corrupt_gz_day_read_by_the_stream_is_located(tmp_path):
+    for d in range(24):
+        write_lines(tmp_path / f"day_{d}", good_lines(2))
+    data = ("\n".join(good_lines(300)) + "\n").encode()
+    (tmp_path / "day_5").unlink()
+    (tmp_path / "day_5.gz").write_bytes(corrupt("truncated", data))  # first line intact: fails in the stream
+    with pytest.raises(DataError, match="corrupt or truncated gzip") as exc:
+        run(get_spec("criteo_terabyte"), tmp_path, tmp_path)
+    assert exc.value.file == "day_5.gz" and 1 < exc.value.line < 300
+
+
+def test_invalid_utf8_names_line_and_field(tmp_path):
+    lines = [line.encode() for line in good_lines(50)]
+    lines[36] = lines[36][:-8] + b"\xff\xfe00000a"  # C26 of line 37
+    (tmp_path / "train.txt.gz").write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    with pytest.raises(DataError, match="invalid UTF-8") as exc:
+        run(get_spec("criteo"), tmp_path, tmp_path)
+    assert (exc.value.file, exc.value.line, exc.value.field) == ("train.txt.gz", 37, "C26")
+
+
+def test_partial_folders_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    src = criteo_dir(tmp_path, good_lines(40))
+    path = tmp_path / "root" / "criteo" / "real"
+    path.parent.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (path.parent / f"real.partial-{dead.stdout.strip()}").mkdir()  # a killed prepare's leftovers
+        (path.parent / f"real.partial-{live.pid}").mkdir()  # a prepare still running
+        prepare_real(get_spec("criteo"), src, path, progress=False)
+        assert sorted(p.name for p in path.parent.iterdir()) == ["real", f"real.partial-{live.pid}"]
+    finally:
+        live.kill()
+        live.wait()

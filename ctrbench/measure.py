@@ -1,10 +1,12 @@
 """Cost of a model: parameters, FLOPs per sample, throughput, step-time percentiles, peak memory; and the
 environment fingerprint every run record carries.
 
-- FLOPs come from `torch.utils.flop_counter.FlopCounterMode` (matmul/bmm/addmm/conv/attention formulas).
-  Ops it has no formula for count 0: embedding lookups and element-wise ops (activations, the FM and cross
-  products' Hadamard terms, normalisation, the optimizer update). Custom ops get a formula through
-  `register_flop_formula`.
+- FLOPs come from `torch.utils.flop_counter.FlopCounterMode` with ctrbench's rules (ctrbench.flops): a
+  multiply-add is 2 FLOPs as torch counts matmuls; element-wise arithmetic (FM's and LR's sums and products,
+  cross terms) 1 per element; a lookup 1 per element read, pooled or not; the ctrbench ops
+  (embedding-bag collection, interleaved attention, entropy fusion) by their registered formulas; backward
+  is what its ops count. Activations, softmax, normalisation, the loss and the optimizer step count 0.
+  Custom ops get a formula through `register_flop_formula`.
 - Throughput: batches are gathered from the cache once and held in memory, so the timed steps measure the
   model (forward; forward + backward + optimizer step), not the loader. Median over `steps` timed steps after
   `warmup` untimed ones; the training steps run on a deep copy, so the measured model is not changed.
@@ -28,23 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils import flop_counter
 
 from ctrbench.data.cache import Cache
 from ctrbench.data.loader import BatchLoader
+from ctrbench.flops import FLOPS_NOTE, count_flops, register_flop_formula  # noqa: F401  (part of this API)
 from ctrbench.models.base import CTRModel
-
-
-def register_flop_formula(op, fn: Callable | None = None, *, get_raw: bool = False):
-    """Give FlopCounterMode a FLOP formula for a (custom) op. `fn(*arg_shapes, out_shape=..., **kwargs) -> int`
-    as torch.utils.flop_counter expects; usable as `register_flop_formula(op, fn)` or as a decorator."""
-
-    packet = op.overloadpacket if isinstance(op, torch._ops.OpOverload) else op  # torch wants the packet
-
-    def deco(f: Callable) -> Callable:
-        return flop_counter.register_flop_formula(packet, get_raw=get_raw)(f)
-
-    return deco if fn is None else deco(fn)
 
 
 def count_params(model: torch.nn.Module) -> dict[str, int]:
@@ -56,25 +46,6 @@ def count_params(model: torch.nn.Module) -> dict[str, int]:
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     frozen += sum(b.numel() for n, b in model.named_buffers() if n.split(".")[-1].startswith("frozen_"))
     return {"params": total, "params_embedding": emb, "params_dense": total - emb, "params_frozen": frozen}
-
-
-def count_flops(model: CTRModel, batch, *, train: bool) -> int:
-    """FLOPs of one forward (train=False) or forward + loss + backward (train=True) on `batch`."""
-    was = model.training
-    model.train(train)
-    counter = flop_counter.FlopCounterMode(display=False)
-    try:
-        if train:
-            with counter:
-                loss = model.loss(model(batch), batch)
-                loss.backward()
-            model.zero_grad(set_to_none=True)
-        else:  # grad mode on: under no_grad the counter's module tracker trips over views of parameters
-            with counter:
-                model(batch)
-    finally:
-        model.train(was)
-    return int(counter.get_total_flops())
 
 
 def _sync(device: torch.device) -> None:
@@ -139,7 +110,7 @@ def measure_cost(model: CTRModel, cache: Cache, batch_size: int, *, warmup: int 
     work = copy.deepcopy(model)
     out["flops_fwd_per_sample"] = count_flops(work, b0, train=False) / batch_size
     out["flops_train_per_sample"] = count_flops(work, b0, train=True) / batch_size
-    out["flops_note"] = "embedding lookups and element-wise ops count 0 (torch.utils.flop_counter)"
+    out["flops_note"] = FLOPS_NOTE
 
     kind = _reset_peak(device)
     # inference

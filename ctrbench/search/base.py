@@ -1,8 +1,13 @@
-"""The searcher interface: a searcher proposes candidate configs; the harness runs each as its own run.
+"""The searcher contract. A searcher proposes candidates; something evaluates them; the searcher sees the results.
 
-Searchers bring no training loop: `ask` returns the next batch of candidates (empty when done), the
-harness evaluates them through the same `execute_run` and store as any run (each linked to its search
-by search id and candidate index), and `best` picks the winner on the validation metric (never test).
+- `ask(history)` returns the next batch of candidates given every evaluation so far ([] when the search is done).
+- A candidate names how it is evaluated (`evaluation`): `train` (a full run by the harness), `inherit` (weights
+  from a trained supernet, head fine-tuned), `proxy` (a zero-cost score), `predict` (a predictor's estimate),
+  `lookup` (a benchmark table) or `measure` (system measurement only). It carries its space point when it has one.
+- The objective is a validation metric with its direction plus optional cost terms (objective.py); `best` picks
+  on it, never on test metrics.
+- A searcher's state (rng, population, ...) is JSON (`state_dict` / `load_state_dict`), so `run_search` with a
+  journal (journal.py) resumes a killed search with exactly the proposals it would have made.
 """
 from __future__ import annotations
 
@@ -10,28 +15,63 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-MINIMISED = ("logloss", "ne")
+from ctrbench.search.objective import METRIC_DIRECTIONS, CostTerm, Metric, Objective
+
+EVALUATION_KINDS = ("train", "inherit", "proxy", "predict", "lookup", "measure")
+EvaluationKind = Literal["train", "inherit", "proxy", "predict", "lookup", "measure"]
+MINIMISED = tuple(m for m, d in METRIC_DIRECTIONS.items() if d < 0)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One proposal: model params and train-config overrides, numbered within its search."""
+    """One proposal: model params and train-config overrides, numbered within its search, with how it is
+    evaluated and (when the searcher works on a space) its point."""
 
     index: int
     params: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+    evaluation: str = "train"
+    point: dict | None = None
+
+    def __post_init__(self):
+        if self.evaluation not in EVALUATION_KINDS:
+            raise ValueError(f"candidate {self.index}: unknown evaluation {self.evaluation!r}; valid: "
+                             f"{', '.join(EVALUATION_KINDS)}")
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "params": self.params, "train": self.train, "evaluation": self.evaluation,
+                "point": self.point}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Candidate":
+        return cls(**d)
 
 
 @dataclass
 class Evaluation:
-    """A candidate's outcome: run status, the monitored validation value, and the run record (opaque here)."""
+    """A candidate's outcome: status, the objective's metric on validation (`value`), other metrics (costs such
+    as flops, test metrics) and the evaluator's record (a run record for `train`; opaque here)."""
 
     candidate: Candidate
     status: str
     value: float | None
     record: Any = None
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.candidate.evaluation
+
+    def to_json(self) -> dict:
+        rec = getattr(self.record, "config_hash", None)
+        return {"candidate": self.candidate.to_json(), "kind": self.kind, "status": self.status, "value": self.value,
+                "metrics": self.metrics, "record": rec}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Evaluation":
+        return cls(Candidate.from_json(d["candidate"]), d["status"], d["value"], d.get("record"), d.get("metrics", {}))
 
 
 @dataclass
@@ -46,17 +86,25 @@ class SearcherParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     budget: PositiveInt = 4  # candidates to evaluate
     seed: int = 0  # the searcher's own randomness (the runs' seed comes from the suite)
-    metric: Literal["auc", "gauc", "logloss", "ne"] = "auc"  # validation metric the best is chosen on
+    metric: Metric = "auc"  # validation metric the best is chosen on
+    costs: list[CostTerm] = Field(default_factory=list)  # cost terms added to the objective (objective.py)
+    evaluation: EvaluationKind = "train"  # how the candidates are evaluated
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(metric=self.metric, costs=self.costs)
 
 
 class Searcher(ABC):
-    """Base class. Subclasses set `name`, `Params` and implement `model` and `ask`."""
+    """Base class. Subclasses set `name`, `Params` and implement `model` and `ask`; stateful searchers also
+    `state_dict` / `load_state_dict`."""
 
     name: ClassVar[str]
     Params: ClassVar[type[SearcherParams]] = SearcherParams
 
     def __init__(self, params: SearcherParams):
         self.params = params
+        self.objective = params.objective
 
     @property
     @abstractmethod
@@ -67,21 +115,53 @@ class Searcher(ABC):
     def ask(self, history: list[Evaluation]) -> list[Candidate]:
         """The next candidates to evaluate given everything evaluated so far; [] when the search is done."""
 
-    def best(self, history: list[Evaluation]) -> Evaluation | None:
-        """The finished candidate with the best validation metric (None when none finished)."""
-        done = [e for e in history if e.status == "ok" and e.value is not None]
-        if not done:
+    def state_dict(self) -> dict:
+        """Everything `ask` depends on besides the history, as JSON (a stateless searcher has none)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`'s output."""
+
+    def utility(self, e: Evaluation) -> float | None:
+        """The objective of a finished evaluation (higher is better); None when it has no value."""
+        if e.status != "ok" or e.value is None:
             return None
-        sign = -1.0 if self.params.metric in MINIMISED else 1.0
-        return max(done, key=lambda e: (sign * e.value, -e.candidate.index))
+        return self.objective.utility(e.value, e.metrics, where=f" (candidate {e.candidate.index})")
+
+    def best(self, history: list[Evaluation]) -> Evaluation | None:
+        """The finished candidate with the best objective (None when none finished); ties go to the earlier."""
+        scored = [(u, e) for e in history if (u := self.utility(e)) is not None]
+        if not scored:
+            return None
+        return max(scored, key=lambda ue: (ue[0], -ue[1].candidate.index))[1]
 
 
-def run_search(searcher: Searcher, evaluate: Callable[[list[Candidate]], list[Evaluation]]) -> SearchResult:
-    """Drive a searcher: ask, evaluate the batch (the harness runs and stores each candidate), repeat."""
+def run_search(searcher: Searcher, evaluate: Callable[[list[Candidate]], list[Evaluation]],
+               journal=None) -> SearchResult:
+    """Drive a searcher: ask, evaluate the batch, repeat. With a journal (journal.SearchJournal) the searcher's
+    state is saved after every ask and every evaluation is appended, and a journal that already holds a search
+    resumes it: the state is restored, the unevaluated part of the last batch is evaluated, and asking goes on
+    exactly as if the search had never stopped."""
     history: list[Evaluation] = []
+    pending: list[Candidate] = []
+    if journal is not None:
+        history = journal.history()
+        saved = journal.load_state()
+        if saved is not None:
+            state, batch = saved
+            searcher.load_state_dict(state)
+            done = {e.candidate.index for e in history}
+            pending = [c for c in batch if c.index not in done]
     while True:
-        batch = searcher.ask(history)
-        if not batch:
-            break
-        history.extend(evaluate(batch))
+        if not pending:
+            pending = searcher.ask(history)
+            if not pending:
+                break
+            if journal is not None:
+                journal.save_state(searcher.state_dict(), pending)
+        for e in evaluate(pending):
+            history.append(e)
+            if journal is not None:
+                journal.append(e)
+        pending = []
     return SearchResult(history, searcher.best(history))

@@ -1,32 +1,82 @@
-"""Searchers and search spaces by name (suites name them; the harness finds them here)."""
+"""Searchers, search spaces and evaluators by name (suites name them; the harness finds them here).
+
+Registration is by decorator alone: `@register_searcher(name)` on a Searcher class, `@register_space(name)` on a
+factory `(**options) -> Space` (or `register_space(space)` for a ready, option-less instance), and
+`@register_evaluator(kind)`. Every module under ctrbench.search.searchers / .spaces / .evaluators is imported on
+first lookup, so a new file registers itself without any list to edit.
+"""
 from __future__ import annotations
 
 import importlib
+import inspect
+import pkgutil
+from typing import Any, Callable
 
 from ctrbench.errors import UnknownNameError
 
 SEARCHERS: dict[str, type] = {}
-SPACES: dict[str, object] = {}
-_MODULES = ("ctrbench.search.searchers.random_search", "ctrbench.search.spaces.dcnv2_space")
+SPACES: dict[str, Callable[..., Any]] = {}
+EVALUATORS: dict[str, type] = {}
+_PACKAGES = ("ctrbench.search.searchers", "ctrbench.search.spaces", "ctrbench.search.evaluators")
+_loaded = False
+
+
+class SpaceOptionsError(ValueError):
+    """Options a space factory does not take, or values it rejects; the message lists the valid options."""
+
+
+def _register(table: dict, kind: str, name: str, obj) -> None:
+    if name in table and table[name] is not obj and getattr(table[name], "__qualname__", None) != getattr(
+            obj, "__qualname__", 0):
+        raise ValueError(f"{kind} name {name!r} registered twice")
+    table[name] = obj
 
 
 def register_searcher(name: str):
     def deco(cls):
         cls.name = name
-        SEARCHERS[name] = cls
+        _register(SEARCHERS, "searcher", name, cls)
         return cls
 
     return deco
 
 
-def register_space(space):
-    SPACES[space.name] = space
+def register_space(name_or_space):
+    """`@register_space("name")` on a factory taking the space's options, or `register_space(space)`."""
+    if isinstance(name_or_space, str):
+        def deco(factory):
+            _register(SPACES, "search space", name_or_space, factory)
+            return factory
+
+        return deco
+    space = name_or_space
+
+    def fixed():
+        return space
+
+    fixed.__qualname__ = f"fixed space {space.name}"
+    SPACES[space.name] = fixed
     return space
 
 
+def register_evaluator(kind: str):
+    def deco(cls):
+        cls.kind = kind
+        _register(EVALUATORS, "evaluator", kind, cls)
+        return cls
+
+    return deco
+
+
 def _load() -> None:
-    for m in _MODULES:
-        importlib.import_module(m)
+    global _loaded
+    if _loaded:
+        return
+    for pkg_name in _PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        for m in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg_name}.{m.name}")
+    _loaded = True
 
 
 def get_searcher_class(name: str):
@@ -37,9 +87,24 @@ def get_searcher_class(name: str):
         raise UnknownNameError("searcher", name, SEARCHERS) from None
 
 
-def get_space(name: str):
+def get_space(name: str, **options):
+    """The space `name` built with `options` (e.g. scale=0.125 for a NASRec space)."""
     _load()
     try:
-        return SPACES[name]
+        factory = SPACES[name]
     except KeyError:
         raise UnknownNameError("search space", name, SPACES) from None
+    valid = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise SpaceOptionsError(f"unknown option {unknown[0]!r} of search space {name!r}; valid: "
+                                f"{', '.join(valid) or '(none)'}")
+    return factory(**options)
+
+
+def get_evaluator_class(kind: str):
+    _load()
+    try:
+        return EVALUATORS[kind]
+    except KeyError:
+        raise UnknownNameError("evaluator", kind, EVALUATORS) from None

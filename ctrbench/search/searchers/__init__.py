@@ -1,1 +1,1 @@
-"""Searchers (random search here; the paper searchers come later)."""
+"""Searchers; each module registers its searchers by decorator (ctrbench.search.registry)."""

@@ -1,2 +1,2 @@
-"""Search spaces: named sets of hyper-parameter distributions over one registered model."""
-from ctrbench.search.spaces.space import Choice, LogUniform, SearchSpace  # noqa: F401
+"""Search spaces as data (the Space API in space.py); each module registers its spaces by decorator."""
+from ctrbench.search.spaces.space import Choice, LogUniform, SearchSpace, Space, SpacePointError  # noqa: F401

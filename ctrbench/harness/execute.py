@@ -39,22 +39,21 @@ def _num(v):
     return None if v is None else float(v)
 
 
-def _backends(model) -> dict:
-    """Which implementation ran each op family (the embedding lookups are the only switchable op here)."""
-    p = getattr(model, "params", None)
-    emb = getattr(p, "embedding_backend", None)
-    if emb is None:
-        return {}
-    if emb == "torch":
-        return {"embedding_bag_collection": "torch"}
-    kb = getattr(p, "kernel_backend", None) or os.environ.get("CTRBENCH_BACKEND") or "auto"
-    return {"embedding_bag_collection": f"fused:{kb}"}
+def _backends(model, ran: dict[str, str]) -> dict[str, str]:
+    """{op: backend} that ran during training, as the ops reported it (ctrbench.kernels.backend.record_backends);
+    a model with lookups that ran no fused embedding op looked up on the torch path."""
+    out = dict(ran)
+    collections = getattr(model, "embedding_collections", None)
+    if "embedding_bag_collection" not in out and collections is not None and any(True for _ in collections()):
+        out["embedding_bag_collection"] = "torch"
+    return out
 
 
 def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord | None = None) -> RunRecord:
     """Execute `run` and return its record (status ok | nan | failed). `record` (a claimed "running" row)
     keeps its identity fields; `callbacks` go to `fit` (progress bars)."""
     from ctrbench.data.api import open_dataset
+    from ctrbench.kernels.backend import record_backends
     from ctrbench.measure import environment, measure_cost
     from ctrbench.models.registry import build_model, model_tables
     from ctrbench.train import TrainConfig, fit
@@ -78,7 +77,8 @@ def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord 
                 "vocab_total": int(sum(cache.vocab_sizes.values())),
             }
             model = build_model(run.model, cache.spec, cache.vocab_sizes, run.params, model_tables(cache), seed=run.seed)
-            result = fit(model, cache, cfg, callbacks)
+            with record_backends() as ran:
+                result = fit(model, cache, cfg, callbacks)
             rec.status, rec.error, rec.nan_step = result.status, result.error, result.nan_step
             rec.epochs_run, rec.best_epoch, rec.train_seconds = result.epochs_run, result.best_epoch, result.train_seconds
             rec.history, rec.valid, rec.test = result.history, dict(result.valid), dict(result.test)
@@ -91,7 +91,7 @@ def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord 
                 setattr(rec, f"oracle_{k}", _num(rec.oracle_test.get(f"oracle_{k}", rec.oracle_test.get(k))))
             param = next(model.parameters())
             rec.device, rec.dtype = str(param.device), str(param.dtype).removeprefix("torch.")
-            rec.backend = _backends(model)
+            rec.backend = _backends(model, ran)
             if result.status in ("ok", "nan"):  # a NaN model still has a size and a speed
                 cost = measure_cost(model, cache, cfg.batch_size, optimizer=cfg.optimizer,
                                     warmup=run.system.get("measure_warmup", 3), steps=run.system.get("measure_steps", 10))

@@ -16,6 +16,10 @@
 //              No atomics: deterministic. All math in fp32; storage float, __half or __nv_bfloat16.
 // Requires Dh <= 128 and lengths already checked to lie in [0, T] (the Python op checks them); the
 // kernels never read outside the tensors even if they were not.
+// NaN contract (reference.py): masked slots (padded keys / values, padded query rows and their grad_out) are
+// never read; padded query rows are written 0 and masked keys get dk = dv = 0 explicitly (not as a product
+// with 0, which a NaN in valid input would poison); whether a row outputs 0 comes from the counts, not from
+// its softmax sum, so a NaN in valid input propagates.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -177,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(const T* __restrict__ q, 
     const int r = idx / Dh, d = idx % Dh;
     const int64_t row = r0 + r;
     float x = 0.f;
-    if (row < s.Nq) {
+    if (row < s.Nq && (s.sepq || it.valid(row, s.P))) {  // padded query rows are never read
       const T* p = qb + row * s.Dh;
       if (s.rope && !s.sepq) {
         const int half = Dh / 2;
@@ -237,12 +241,12 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(const T* __restrict__ q, 
   for (int j = 0; j < kRowsPerWarp; ++j) {
     const int64_t row = r0 + warp + j * kWarps;
     if (row >= s.Nq) continue;
-    const bool ok = (s.sepq || it.valid(row, s.P)) && l[j] > 0.f;
-    const float inv = ok ? 1.f / l[j] : 0.f;
+    const bool ok = s.sepq || it.valid(row, s.P);  // n_valid > 0 here; a NaN sum l must reach the output
+    const float inv = 1.f / l[j];
 #pragma unroll
     for (int e = 0; e < kDpl; ++e) {
       const int d = lane + 32 * e;
-      if (d < Dh) ob[row * s.Dh + d] = from_f<T>(acc[j][e] * inv);
+      if (d < Dh) ob[row * s.Dh + d] = from_f<T>(ok ? acc[j][e] * inv : 0.f);
     }
   }
 }
@@ -275,7 +279,7 @@ __global__ void __launch_bounds__(kThreads) bwd_rows_kernel(const T* __restrict_
     const int r = idx / Dh, d = idx % Dh;
     const int64_t row = r0 + r;
     float x = 0.f, g = 0.f;
-    if (row < s.Nq) {
+    if (row < s.Nq && (s.sepq || it.valid(row, s.P))) {  // padded query rows and their grad_out are never read
       const T* p = q + qoff + row * s.Dh;
       if (s.rope && !s.sepq) {
         const int half = Dh / 2;
@@ -349,7 +353,7 @@ __global__ void __launch_bounds__(kThreads) bwd_rows_kernel(const T* __restrict_
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const int64_t row = r0 + warp + j * kWarps;
-        const bool ok = row < s.Nq && (s.sepq || it.valid(row, s.P)) && l[j] > 0.f;
+        const bool ok = row < s.Nq && (s.sepq || it.valid(row, s.P)) && it.n_valid > 0;  // not l > 0: NaN
         m[j] = ok ? m[j] + log2f(l[j]) : INFINITY;
       }
     }
@@ -363,10 +367,11 @@ __global__ void __launch_bounds__(kThreads) bwd_rows_kernel(const T* __restrict_
       delta_ws[bh * s.Nq + row] = D[j];
     }
     float* g = gbuf + warp * Dh;
+    const bool ok = s.sepq || it.valid(row, s.P);  // padded rows: dq = 0 exactly (0 * NaN of a valid v otherwise)
 #pragma unroll
     for (int e = 0; e < kDpl; ++e) {
       const int d = lane + 32 * e;
-      if (d < Dh) g[d] = acc[j][e];
+      if (d < Dh) g[d] = ok ? acc[j][e] : 0.f;
     }
     __syncwarp();
     const bool rotate = s.rope && !s.sepq;

@@ -166,8 +166,10 @@ def interleaved_attention(
     separate_queries: bool = False,
     backend: Optional[str] = None,
 ) -> torch.Tensor:
-    """Attention over [num_prefix always-valid tokens | left-padded sequence]; see reference.py for the
-    contract. backend: "reference" | "triton" | "cpp" | "cuda" | None (= $CTRBENCH_BACKEND, else auto)."""
+    """Attention over [num_prefix always-valid tokens | left-padded sequence]; reference.py states the contract
+    every backend follows, NaN and inf included (masked slots are never read; a NaN in valid input propagates;
+    padded query rows output 0 and get 0 gradients). backend: "reference" | "triton" | "cpp" | "cuda" | None
+    (= $CTRBENCH_BACKEND, else auto)."""
     check_inputs(q, k, v, lengths, num_prefix, rope, separate_queries)
     if scale is None:
         scale = default_scale(q.shape[-1])

@@ -30,6 +30,13 @@ Mask and output
   out[b,h,i] = sum_j softmax_j(scale * rot(q_i) · rot(k_j) over valid j) v_j for valid rows that have at
   least one valid key; a row with no valid key (P = 0 and lengths[b] = 0) outputs 0. Rows that output
   0 have zero (finite) gradients, and masked keys get dk = dv = 0.
+NaN and inf (every backend, forward and backward)
+  Masked slots are never read: whatever a padded key or value slot, a padded query row (self-attention)
+  or grad_out at a padded query row holds (NaN and inf included), the outputs and gradients are those of
+  zeros there. A NaN in valid input propagates as the formula says: a NaN in valid query row i makes
+  out[i] NaN; a NaN in a valid key or value makes every valid query row of its (b, h) NaN; the gradients
+  follow the same algebra. Padded query rows still output 0 and get dq = 0, and masked keys still get
+  dk = dv = 0, exactly.
   out has q's shape and dtype; the computation runs in float32 (float64 for float64 inputs in the
   reference and C++ backends; the Triton and CUDA backends compute float64 inputs in float32).
 Backward gives dq, dk, dv with respect to the UN-rotated q and k (the rotation is inside the op).
@@ -156,9 +163,7 @@ def interleaved_attention_reference(
     """The contract above in differentiable PyTorch (autograd gives the reference gradients)."""
     x = _prepare(q, k, v, lengths, num_prefix, rope, rope_base, scale, separate_queries)
     out = torch.matmul(_probabilities(x), x.v)
-    if not separate_queries:
-        out = out * x.kvalid[:, None, :, None]  # padded query rows output 0
-    return out.to(q.dtype)
+    return _zero_rows(out, x.qvalid).to(q.dtype)  # padded query rows output 0, even beside a NaN value
 
 
 def unrotate_grad(g: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -185,14 +190,14 @@ def interleaved_attention_reference_backward(
     the op's reference backend uses it because autograd is off inside a custom op's implementation)."""
     x = _prepare(q, k, v, lengths, num_prefix, rope, rope_base, scale, separate_queries)
     p = _probabilities(x)
-    go = grad_out.to(x.dtype)
-    if not separate_queries:
-        go = go * x.kvalid[:, None, :, None]  # padded query rows output 0: no gradient flows through them
+    go = _zero_rows(grad_out.to(x.dtype), x.qvalid)  # padded query rows output 0: grad_out there is never read
     dv = torch.matmul(p.transpose(-1, -2), go)
     dp = torch.matmul(go, x.v.transpose(-1, -2))
     ds = p * (dp - (p * dp).sum(-1, keepdim=True))
-    dq = torch.matmul(ds, x.k) * x.scale
-    dk = torch.matmul(ds.transpose(-1, -2), x.q) * x.scale
+    # a NaN in valid input reaches the padded rows and masked keys only through products with a zero: zero them
+    dq = _zero_rows(torch.matmul(ds, x.k) * x.scale, x.qvalid)
+    dk = _zero_rows(torch.matmul(ds.transpose(-1, -2), x.q) * x.scale, x.kvalid)
+    dv = _zero_rows(dv, x.kvalid)
     if rope:
         dk = unrotate_grad(dk, x.cos, x.sin)
         if not separate_queries:
@@ -210,6 +215,7 @@ class _Prepared(NamedTuple):
     k: torch.Tensor
     v: torch.Tensor
     kvalid: torch.Tensor  # [B, Nk] bool
+    qvalid: torch.Tensor  # [B, Nq] bool: kvalid in self-attention, all True for separate queries
     cos: Optional[torch.Tensor]  # None without RoPE
     sin: Optional[torch.Tensor]
     scale: float
@@ -225,20 +231,29 @@ def _prepare(q, k, v, lengths, num_prefix, rope, rope_base, scale, separate_quer
     if scale is None:
         scale = default_scale(Dh)
     cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
-    qc, kc, vc = q.to(cdt), k.to(cdt), v.to(cdt)
     kvalid = key_valid_mask(lengths, num_prefix, Nk)  # [B, Nk]
+    qvalid = torch.ones(q.shape[0], q.shape[2], dtype=torch.bool, device=q.device) if separate_queries else kvalid
+    # masked slots are never read: zeros replace them (torch.where, so NaN / inf there leave no trace)
+    qc, kc, vc = _zero_rows(q.to(cdt), qvalid), _zero_rows(k.to(cdt), kvalid), _zero_rows(v.to(cdt), kvalid)
     cos = sin = None
     if rope:
         cos, sin = rope_cos_sin(token_positions(lengths, num_prefix, Nk), Dh, rope_base, cdt)
         kc = apply_rope(kc, cos, sin)
         if not separate_queries:
             qc = apply_rope(qc, cos, sin)
-    return _Prepared(qc, kc, vc, kvalid, cos, sin, scale, cdt)
+    return _Prepared(qc, kc, vc, kvalid, qvalid, cos, sin, scale, cdt)
+
+
+def _zero_rows(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """x [B, H, N, Dh] with the rows where valid [B, N] is False set to 0 (NaN and inf included)."""
+    return torch.where(valid[:, None, :, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def _probabilities(x: _Prepared) -> torch.Tensor:
-    """[B, H, Nq, Nk] softmax over the valid keys of the scaled scores; 0 on masked keys and on rows without one."""
+    """[B, H, Nq, Nk] softmax over the valid keys of the scaled scores; 0 on masked keys, padded query rows and
+    rows without a valid key (exactly 0, even where a NaN in valid input makes the rest of the row NaN)."""
     m = x.kvalid[:, None, None, :]
     s = (torch.matmul(x.q, x.k.transpose(-1, -2)) * x.scale).masked_fill(~m, float("-inf"))
     has_key = x.kvalid.any(-1)[:, None, None, None]  # [B,1,1,1]
-    return torch.softmax(torch.where(has_key, s, torch.zeros_like(s)), dim=-1) * m  # where: finite when no key
+    p = torch.softmax(torch.where(has_key, s, torch.zeros_like(s)), dim=-1)  # where: finite when no key
+    return torch.where(m & x.qvalid[:, None, :, None], p, torch.zeros((), dtype=p.dtype, device=p.device))

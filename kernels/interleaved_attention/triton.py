@@ -97,7 +97,7 @@ def interleaved_attention_fwd_kernel(
     in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
     if SEPQ:
         q_ok = in_q
-    q1, q2 = _load_parts(q_base, rows, in_q, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
+    q1, q2 = _load_parts(q_base, rows, q_ok, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)  # padded: never read
     qk_scale = scale * 1.4426950408889634  # softmax in base 2
     q1 = q1 * qk_scale
     q2 = q2 * qk_scale
@@ -120,7 +120,7 @@ def interleaved_attention_fwd_kernel(
         v = tl.load(v_base + v_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
         acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=PRECISION)
         m_i = m_new
-    has = q_ok & (l_i > 0)
+    has = q_ok & (P + L > 0)  # from the counts, not l_i: a NaN in valid input must reach the output
     out = acc / tl.where(has, l_i, 1.0)[:, None]
     out = tl.where(has[:, None], out, 0.0)
     o_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
@@ -159,7 +159,7 @@ def interleaved_attention_bwd_kernel(
         in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
         if SEPQ:
             q_ok = in_q
-        q1, q2 = _load_parts(q_ptr + q_off, rows, in_q, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
+        q1, q2 = _load_parts(q_ptr + q_off, rows, q_ok, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
         s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
         s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
         s = tl.where(k_ok[None, :], s * scale, float("-inf"))
@@ -167,22 +167,24 @@ def interleaved_attention_bwd_kernel(
         m = tl.where(m == float("-inf"), 0.0, m)
         e = tl.exp(s - m[:, None])
         l = tl.sum(e, axis=1)
-        p = e / tl.where(l > 0, l, 1.0)[:, None]
-        p = tl.where(q_ok[:, None], p, 0.0)
+        p = e / tl.where(P + L > 0, l, 1.0)[:, None]  # not `l > 0`: a NaN sum must stay NaN
+        pair_ok = q_ok[:, None] & k_ok[None, :]
+        p = tl.where(pair_ok, p, 0.0)  # exactly 0 off the valid pairs, even in a row made NaN by valid input
         q_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
         do = tl.load(go_ptr + q_off + q_offs, mask=q_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
         dv += tl.dot(tl.trans(p), do, input_precision=PRECISION)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        ds = p * (dp - tl.sum(p * dp, axis=1)[:, None])
-        dq1 = tl.dot(ds, k1, input_precision=PRECISION) * scale
-        dq2 = tl.dot(ds, k2, input_precision=PRECISION) * scale
+        ds = tl.where(pair_ok, p * (dp - tl.sum(p * dp, axis=1)[:, None]), 0.0)
+        dq1 = tl.where(q_ok[:, None], tl.dot(ds, k1, input_precision=PRECISION) * scale, 0.0)  # padded rows: 0
+        dq2 = tl.where(q_ok[:, None], tl.dot(ds, k2, input_precision=PRECISION) * scale, 0.0)
         if ROPE and not SEPQ:
             dq1, dq2 = _unrotate(dq1, dq2, q_pos, ch, log2_base, DH)
         _store_parts(dq_ptr + q_off, rows, in_q, ch, dq1, dq2, DH, HALF)
         dk1 += tl.dot(tl.trans(ds), q1, input_precision=PRECISION)
         dk2 += tl.dot(tl.trans(ds), q2, input_precision=PRECISION)
-    dk1 = dk1 * scale
-    dk2 = dk2 * scale
+    dk1 = tl.where(k_ok[:, None], dk1 * scale, 0.0)  # masked keys: exactly 0 (0 * NaN of valid input otherwise)
+    dk2 = tl.where(k_ok[:, None], dk2 * scale, 0.0)
+    dv = tl.where(k_ok[:, None], dv, 0.0)
     if ROPE:
         dk1, dk2 = _unrotate(dk1, dk2, k_pos, ch, log2_base, DH)
     _store_parts(dk_ptr + k_off, keys, in_k, ch, dk1, dk2, DH, HALF)

@@ -5,6 +5,7 @@ import torch
 from hypothesis import strategies as st
 
 from ctrbench.kernels.interleaved_attention import interleaved_attention, interleaved_attention_reference
+from ctrbench.kernels.interleaved_attention.reference import key_valid_mask
 
 
 def make_inputs(B, H, P, T, Dh, Nq=None, dtype=torch.float32, seed=0, lengths=None):
@@ -57,3 +58,49 @@ def check_backend(backend, B, H, P, T, Dh, rope, Nq, seed=0, dtype=torch.float32
         assert torch.isfinite(g).all(), name
         torch.testing.assert_close(g, w, atol=atol, rtol=rtol, msg=lambda m: f"{backend} {name}: {m}")
     return got
+
+
+# ------------------------------------------------------------------------------- the NaN contract
+
+NAN_LENGTHS = (0, 3, 5)  # B = 3 rows over P = 2 prefix tokens and T = 5 slots: only the prefix, partial, full
+NAN_CASES = ("masked_slots", "valid_q", "valid_k", "valid_v")
+
+
+def nan_inputs(case: str, rope: bool, Nq):
+    """Inputs with NaN / inf where `case` says: in every masked slot (padded keys and values, padded query rows
+    and their upstream gradient), or in one valid entry of q, k or v."""
+    P, T = 2, 5
+    q, k, v, lengths, go = make_inputs(3, 2, P, T, 4, Nq, seed=11, lengths=torch.tensor(NAN_LENGTHS))
+    kvalid = key_valid_mask(lengths, P, P + T)[:, None, :, None].expand(k.shape)
+    if case == "masked_slots":
+        k, v = k.masked_fill(~kvalid, float("nan")), v.masked_fill(~kvalid, float("inf"))
+        if Nq is None:
+            q, go = q.masked_fill(~kvalid, float("nan")), go.masked_fill(~kvalid, float("nan"))
+    else:
+        t = {"valid_q": q, "valid_k": k, "valid_v": v}[case]
+        t[1, 0, 0 if case == "valid_q" and Nq is not None else P + T - 1, 1] = float("nan")  # a valid token of row 1
+    return q, k, v, lengths, go, P, kvalid
+
+
+def check_nan_contract(backend: str, case: str, rope: bool, Nq) -> None:
+    """The contract of reference.py on NaN: masked slots are never read (outputs and gradients equal a run with
+    zeros there, all finite), a NaN in valid input propagates (as in the reference), padded query rows output 0
+    and get dq = 0, masked keys get dk = dv = 0."""
+    q, k, v, lengths, go, P, kvalid = nan_inputs(case, rope, Nq)
+    fn = lambda *a, **kw: interleaved_attention(*a, backend=backend, **kw)  # noqa: E731
+    got = run(fn, q, k, v, lengths, P, rope, Nq, go)
+    out, dq, dk, dv = got
+    assert (dk[~kvalid] == 0).all() and (dv[~kvalid] == 0).all(), f"{backend}: masked keys get a gradient"
+    if Nq is None:
+        assert (out[~kvalid] == 0).all() and (dq[~kvalid] == 0).all(), f"{backend}: padded query rows not 0"
+    if case == "masked_slots":
+        clean = [t.masked_fill(~kvalid, 0.0) if Nq is None or t is k or t is v else t for t in (q, k, v, go)]
+        want = run(fn, *clean[:3], lengths, P, rope, Nq, clean[3])
+        for name, g, w in zip(("out", "dq", "dk", "dv"), got, want):
+            assert torch.isfinite(g).all(), f"{backend} {name}: a masked slot was read"
+            torch.testing.assert_close(g, w, atol=0, rtol=0, msg=lambda m: f"{backend} {name}: {m}")
+        return
+    assert out[1].isnan().any() and not out[[0, 2]].isnan().any(), f"{backend}: the NaN did not propagate"
+    want = run(reference_fn, q, k, v, lengths, P, rope, Nq, go)
+    for name, g, w in zip(("out", "dq", "dk", "dv"), got, want):
+        torch.testing.assert_close(g, w, atol=2e-5, rtol=2e-5, equal_nan=True, msg=lambda m: f"{backend} {name}: {m}")

@@ -24,7 +24,7 @@ from ctrbench.kernels.interleaved_attention.reference import (
     interleaved_attention_reference_backward,
     rope_cos_sin,
 )
-from ia_cases import check_backend, make_inputs, reference_fn, run, shapes
+from ia_cases import NAN_CASES, check_backend, check_nan_contract, make_inputs, reference_fn, run, shapes
 
 BACKENDS = ("reference", "cpp")  # runnable in this process on the CPU
 
@@ -272,3 +272,10 @@ def test_module_rejects_bad_configuration():
     m = InterleavedMultiheadAttention(16, 2, num_prefix=2)
     with pytest.raises(InterleavedAttentionInputError, match="queries"):
         m(torch.randn(2, 5, 16), torch.tensor([1, 3]), queries=torch.randn(3, 2, 16))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", NAN_CASES)
+@pytest.mark.parametrize("rope,Nq", [(False, None), (True, None), (True, 3)], ids=["self", "self-rope", "pma-rope"])
+def test_nan_contract(backend, case, rope, Nq):
+    check_nan_contract(backend, case, rope, Nq)

@@ -21,7 +21,7 @@ else:
     from ctrbench.kernels.backend import resolve_backend
     from ctrbench.kernels.interleaved_attention import InterleavedAttentionInputError, interleaved_attention
     from ctrbench.kernels.interleaved_attention import triton as ia_triton
-    from ia_cases import check_backend, make_inputs, run, shapes
+    from ia_cases import NAN_CASES, check_backend, check_nan_contract, make_inputs, run, shapes
 
     def test_triton_backend_is_available_under_interpreter():
         assert resolve_backend("triton", "cpu") == "triton"
@@ -53,3 +53,8 @@ else:
         q, k, v, _, _ = make_inputs(2, 1, 1, 3, 4, seed=5)
         with pytest.raises(InterleavedAttentionInputError, match="lengths"):
             interleaved_attention(q, k, v, torch.tensor([4, 0]), 1, backend="triton")
+
+    @pytest.mark.parametrize("case", NAN_CASES)
+    @pytest.mark.parametrize("rope,Nq", [(False, None), (True, None), (True, 3)], ids=["self", "self-rope", "pma-rope"])
+    def test_triton_nan_contract(case, rope, Nq):
+        check_nan_contract("triton", case, rope, Nq)

@@ -186,7 +186,8 @@ def test_id_out_of_range_names_key_table_position_and_sample():
     with pytest.raises(KJTInputError, match=r"key 'item': id 7 at values\(\)\[5\] \(sample 1\).*table 'items' "
                                             r"with 3 rows") as info:
         _small()(bad_item)
-    assert (info.value.key, info.value.table_name, info.value.kjt_position, info.value.sample) == ("item", "items", 5, 1)
+    where = (info.value.key, info.value.table_name, info.value.kjt_position, info.value.sample)
+    assert where == ("item", "items", 5, 1)
     bad_user_keys_swapped = KeyedJaggedTensor.from_lengths_sync(["item", "user"], torch.tensor([0, 2, 1, 5, 0, 1]),
                                                                 torch.tensor([1, 2, 1, 2]))
     with pytest.raises(KJTInputError, match=r"key 'user': id 5 at values\(\)\[3\] \(sample 0\).*'users' with 5 rows"):

@@ -22,9 +22,9 @@ import csv
 import statistics
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchrec
@@ -157,8 +157,8 @@ def write(args, epoch_rows, summary, wall: float, train_rows: int, cache) -> Non
     command = "nice -n 5 .venv/bin/python results/kernels/torchrec/bench_dlrm.py " + " ".join(sys.argv[1:])
     provenance = [f"command: {command.strip()}",
                   f"machine: {info['cpu']}, {info['cores']} cores, torch threads {info['torch_threads']}; "
-                  f"torch {info['torch']}, torchrec {torchrec.__version__ if hasattr(torchrec, '__version__') else '1.8.0'}"
-                  f", fbgemm-gpu-cpu 1.8.0; git {info['git']}; {info['date']}; wall {wall:.0f} s"]
+                  f"torch {info['torch']}, torchrec {version('torchrec')}, fbgemm-gpu-cpu {version('fbgemm-gpu-cpu')}; "
+                  f"git {info['git']}; {info['date']}; wall {wall:.0f} s"]
     for name, rows in (("epochs.csv", epoch_rows), ("summary.csv", summary)):
         with open(out / name, "w", newline="") as fh:
             fh.writelines(f"# {line}\n" for line in provenance)

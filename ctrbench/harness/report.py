@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ctrbench.errors import CtrbenchError
 from ctrbench.harness.checks import checks_markdown, evaluate_check, overall
 from ctrbench.harness.records import RunRecord
 from ctrbench.harness.store import RunStore, utc_now
@@ -274,32 +275,58 @@ def perf_frame(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _entry_styles(entries: list[str]) -> dict[str, tuple]:
+    """A distinct (colour, marker) per entry: 10 colours x 10 markers, so up to 100 entries never share both."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10"].colors
+    markers = "osD^vP*Xhp"
+    return {e: (colours[i % len(colours)], markers[(i // len(colours) + i) % len(markers)])
+            for i, e in enumerate(entries)}
+
+
 def plot_auc_vs_flops(rows: list[dict], path: Path, title: str) -> None:
-    """One panel per dataset: mean AUC (± std) against forward FLOPs per sample, the oracle as a line."""
+    """One panel per dataset: mean AUC (± std) against forward FLOPs per sample on a log axis, the oracle as a
+    line; each entry keeps one colour and marker in every panel, named in the legend. Entries without
+    FLOPs (None or 0, e.g. records from before lookups were counted) cannot sit on a log axis: each panel
+    says how many it leaves out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = list(OrderedDict.fromkeys(r["dataset"] for r in rows))
+    entries = list(OrderedDict.fromkeys(r["entry"] for r in rows if r["auc_mean"] is not None))
+    styles = _entry_styles(entries)
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(6 * max(1, len(datasets)), 4.5), squeeze=False)
+    handles: dict[str, object] = {}
     for ax, ds in zip(axes[0], datasets):
         pts = [r for r in rows if r["dataset"] == ds and r["auc_mean"] is not None]
-        for r in pts:
-            x = r["flops_fwd_per_sample_mean"] or 0.0
-            ax.errorbar([x], [r["auc_mean"]], yerr=[r["auc_std"] or 0.0], fmt="o", capsize=3)
-            ax.annotate(r["entry"], (x, r["auc_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        drawn = [r for r in pts if (r["flops_fwd_per_sample_mean"] or 0) > 0]
+        for r in drawn:
+            colour, marker = styles[r["entry"]]
+            handles[r["entry"]] = ax.errorbar([r["flops_fwd_per_sample_mean"]], [r["auc_mean"]],
+                                              yerr=[r["auc_std"] or 0.0], fmt=marker, color=colour, ms=7,
+                                              capsize=3, label=r["entry"])
         oracle = [r["oracle_auc_mean"] for r in pts if r["oracle_auc_mean"] is not None]
         if oracle:
-            ax.axhline(statistics.fmean(oracle), ls="--", color="grey", label="oracle AUC")
-            ax.legend(loc="lower right", fontsize=8)
-        ax.set_xscale("symlog", linthresh=1e3)
-        ax.set_xlabel("forward FLOPs per sample (lookups count 0)")
+            handles["oracle AUC"] = ax.axhline(statistics.fmean(oracle), ls="--", color="grey", label="oracle AUC")
+        if len(drawn) < len(pts):
+            ax.text(0.01, 0.01, f"{len(pts) - len(drawn)} entries without FLOPs not shown", transform=ax.transAxes,
+                    fontsize=7, color="grey")
+        if drawn:
+            ax.set_xscale("log")
+        ax.set_xlabel("forward FLOPs per sample (log scale)")
         ax.set_ylabel("test AUC (mean ± std over seeds)")
         ax.set_title(ds)
         ax.grid(alpha=0.3)
+        ax.grid(alpha=0.08, which="minor")
+    names = [e for e in entries if e in handles] + (["oracle AUC"] if "oracle AUC" in handles else [])
+    ncol = min(len(names), 6) or 1
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if names:
+        fig.legend([handles[n] for n in names], names, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.045 * math.ceil(len(names) / ncol), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -315,12 +342,21 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, skiprows=skip)
 
 
+class ReportError(CtrbenchError):
+    """A report that would say nothing (the store holds none of the suite's runs); nothing is written."""
+
+
 def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: str) -> dict[str, Path]:
-    """Write the suite's report files into out_dir; returns their paths."""
+    """Write the suite's report files into out_dir; returns their paths. A store with none of the suite's runs
+    is a ReportError and writes nothing, so a mistyped --store never overwrites a report with empty tables."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     sr = collect(suite, store)
     records = sr.all
+    if not records:
+        kept = f"; {out} is left as it was" if out.exists() else ""
+        raise ReportError(f"the store {store.path} holds none of suite {suite.name!r}'s {suite.planned_runs} "
+                          f"planned runs: nothing to report{kept} (run the suite first, or check --store)")
+    out.mkdir(parents=True, exist_ok=True)
     rows = summarize(sr, suite.reference)
     machines = machine_lines(records)
     run_cmds = command_lines(records)

@@ -49,3 +49,29 @@ def test_summary_is_mean_and_std_over_seeds(write_suite, tmp_path, fake_execute)
     assert "Runs produced by: `ctrbench run rep.yaml`" in table and "Machine: fake, 1 cores" in table
     runs = read_csv(paths["runs"])
     assert len(runs) == 6 + 6 and set(runs["kind"]) == {"model", "candidate"}
+
+
+def test_auc_vs_flops_plot_is_log_scaled_and_every_entry_has_its_own_legend_style(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ctrbench.harness import report
+
+    names = [f"model{i}" for i in range(12)]
+    rows = [{"dataset": ds, "entry": n, "auc_mean": 0.78 + 0.001 * i, "auc_std": 0.001, "oracle_auc_mean": 0.8,
+             "flops_fwd_per_sample_mean": 0.0 if n == "model0" else 100.0 * 3 ** i}
+            for ds in ("a", "b") for i, n in enumerate(names)]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
+    report.plot_auc_vs_flops(rows, tmp_path / "p.png", "t")
+    assert (tmp_path / "p.png").stat().st_size > 0
+    fig = figures[0]
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log" and ax.get_xlim()[0] > 0  # real FLOPs: no symlog, no decades below 1
+        assert any("1 entries without FLOPs not shown" in t.get_text() for t in ax.texts)  # model0 has 0 FLOPs
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == names[1:] + ["oracle AUC"]  # every drawn entry named once, across both panels
+    styles = report._entry_styles([f"e{i}" for i in range(100)])
+    assert len(set(styles.values())) == 100  # no two entries share colour and marker

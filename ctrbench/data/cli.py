@@ -1,5 +1,5 @@
 """`ctrbench data ...`: prepare a dataset from its real files, verify their checksums, show what is known and
-prepared, and build synthetic twins."""
+prepared, build synthetic twins, and export a cache in its dataset's published CSV layout."""
 from __future__ import annotations
 
 import argparse
@@ -49,19 +49,33 @@ def add_commands(sub) -> None:
     i.add_argument("--json", action="store_true", help="print the spec (and manifest summary) as JSON")
     i.set_defaults(func=cmd_info)
 
-    t = dsub.add_parser("twin", help="build (once) and summarise a dataset's synthetic twin")
+    t = dsub.add_parser("twin", help="build (once) and summarise a dataset's synthetic twin and its oracle")
     t.add_argument("name")
-    t.add_argument("--rows", type=int, default=None, help="rows (default: the dataset's default twin size)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--data-root", type=Path, default=None)
-    t.add_argument("--card-ratio", type=float, default=None, help="vocabularies approach card_ratio * rows")
-    t.add_argument("--kappa", type=float, default=None,
+    _add_twin_arguments(t)
+    t.set_defaults(func=cmd_twin)
+
+    e = dsub.add_parser("export", help="write a twin (or the prepared real cache) in the dataset's published CSV "
+                        "layout, to feed another library the same rows")
+    e.add_argument("name")
+    e.add_argument("--out", required=True, type=Path, help="folder for train.csv, valid.csv, test.csv (+ h5)")
+    e.add_argument("--source", choices=("synthetic", "real"), default="synthetic",
+                   help="synthetic: the twin (built on first use, options as `data twin`); real: the prepared cache")
+    _add_twin_arguments(e)
+    e.set_defaults(func=cmd_export)
+
+
+def _add_twin_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that name a twin (and where caches live), shared by `data twin` and `data export`."""
+    p.add_argument("--rows", type=int, default=None, help="rows (default: the dataset's default twin size)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", type=Path, default=None)
+    p.add_argument("--card-ratio", type=float, default=None, help="vocabularies approach card_ratio * rows")
+    p.add_argument("--kappa", type=float, default=None,
                    help="id effects shrunk by sqrt(m / (m + kappa)), m = training rows x 4 ctr (1 - ctr)")
-    t.add_argument("--auc-margin", type=float, default=None, help="oracle AUC above the best published one")
-    t.add_argument("--shares", default=None,
+    p.add_argument("--auc-margin", type=float, default=None, help="oracle AUC above the best published one")
+    p.add_argument("--shares", default=None,
                    help='signal part -> variance share as JSON, e.g. \'{"first": 0.7, "pair": 0.3}\' '
                         "(replaces the twin's default shares)")
-    t.set_defaults(func=cmd_twin)
 
 
 # --------------------------------------------------------------------------- summaries
@@ -102,6 +116,27 @@ def _print_cache(console: Console, cache: Cache, title: str) -> None:
     skipped = s.get("bad_rows_skipped") or {}
     if skipped:
         console.print("bad rows skipped: " + ", ".join(f"{f} {n:,}" for f, n in skipped.items()))
+    twin = cache.manifest.get("twin")
+    if twin:
+        console.print(_oracle_table(twin))
+
+
+ORACLE_COLUMNS = (("rows", "n", "{:,}"), ("AUC", "oracle_auc", "{:.4f}"), ("gAUC", "oracle_gauc", "{:.4f}"),
+                  ("logloss", "oracle_logloss", "{:.4f}"), ("NE", "oracle_ne", "{:.4f}"),
+                  ("calibration", "oracle_calibration", "{:.4f}"), ("positive rate", "positive_rate", "{:.4f}"))
+
+
+def _oracle_table(twin: dict) -> Table:
+    """The planted click model's own metrics per split: the best any model can score on these rows."""
+    table = Table(title=f"oracle (the planted click probabilities; generator v{twin.get('generator_version')}, "
+                        f"target AUC {twin.get('target_oracle_auc', float('nan')):.4f})")
+    table.add_column("split")
+    for title, _key, _fmt in ORACLE_COLUMNS:
+        table.add_column(title, justify="right")
+    for split, m in (twin.get("oracle") or {}).items():
+        table.add_row(split, *[fmt.format(m[key]) if m.get(key) is not None else "-"
+                               for _title, key, fmt in ORACLE_COLUMNS])
+    return table
 
 
 # --------------------------------------------------------------------------- commands
@@ -211,7 +246,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_twin(args: argparse.Namespace) -> int:
+def _open_twin(args: argparse.Namespace) -> Cache:
+    """The twin named by `_add_twin_arguments`' options (built on first use)."""
     from ctrbench.data.api import open_dataset
 
     if args.rows is not None and args.rows <= 0:
@@ -225,6 +261,29 @@ def cmd_twin(args: argparse.Namespace) -> int:
         if not isinstance(options["shares"], dict):
             raise DataError(f"--shares must be a JSON object of part -> share, got {args.shares!r}")
     twin = {k: v for k, v in options.items() if v is not None}
-    cache = open_dataset(args.name, "synthetic", rows=args.rows, seed=args.seed, data_root=args.data_root, twin=twin)
-    _print_cache(_console(), cache, f"{args.name} twin")
+    return open_dataset(args.name, "synthetic", rows=args.rows, seed=args.seed, data_root=args.data_root, twin=twin)
+
+
+def cmd_twin(args: argparse.Namespace) -> int:
+    _print_cache(_console(), _open_twin(args), f"{args.name} twin")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ctrbench.data.api import open_dataset
+    from ctrbench.data.export import export_csv
+
+    if args.source == "real":
+        given = [k for k in ("rows", "card_ratio", "kappa", "auc_margin", "shares") if getattr(args, k) is not None]
+        if given:
+            raise DataError(f"--{given[0].replace('_', '-')} names a twin; --source real exports the prepared cache")
+        cache = open_dataset(args.name, "real", data_root=args.data_root)
+    else:
+        cache = _open_twin(args)
+    summary = export_csv(cache, args.out)
+    console = _console()
+    for fname, info in summary["files"].items():
+        what = f"{info['rows']:,} rows of {info['split']}" if "rows" in info else f"{info['vectors']:,} vectors"
+        console.print(f"wrote {args.out / fname}: {what}")
+    console.print(f"wrote {args.out / 'export.json'} (where the rows came from; the twin's oracle per split)")
     return 0

@@ -179,7 +179,7 @@ class NASRecSpace(Space):
         for i in range(self.n):
             for key in ("dense_idx", "sparse_idx"):
                 out[f"blocks[{i}].{key}.count"] = tuple(range(1, min(i + 1, MAX_INPUTS) + 1))
-                out.update({f"blocks[{i}].{key}∋{j}": (0, 1) for j in range(i + 1)})
+                out.update({f"blocks[{i}].{key}∋{j}": (0, 1) if i else (1,) for j in range(i + 1)})
             for key in ("dense_left_idx", "dense_right_idx"):
                 out[f"blocks[{i}].{key}"] = tuple(range(i + 1))
             out[f"blocks[{i}].dense_node"], out[f"blocks[{i}].sparse_node"] = c.dense_nodes, c.sparse_nodes

@@ -35,6 +35,7 @@ from ctrbench.data.cache import Cache
 from ctrbench.data.loader import BatchLoader
 from ctrbench.flops import FLOPS_NOTE, count_flops, register_flop_formula  # noqa: F401  (part of this API)
 from ctrbench.models.base import CTRModel
+from ctrbench.train import TrainConfig, make_optimizers, training_step
 
 
 def count_params(model: torch.nn.Module) -> dict[str, int]:
@@ -87,9 +88,11 @@ def _time_steps(step: Callable[[object], None], batches: list, warmup: int, devi
 
 
 def measure_cost(model: CTRModel, cache: Cache, batch_size: int, *, warmup: int = 3, steps: int = 10,
-                 optimizer: str = "adam", split: str = "train") -> dict:
+                 train: TrainConfig | None = None, split: str = "train") -> dict:
     """Params, FLOPs per sample, train and inference samples/s and step-time percentiles, peak memory, on real
-    batches of `cache` (device: the model's). See the module docstring for what each number includes."""
+    batches of `cache` (device: the model's). A training step is the trainer's own (`train.training_step`) with
+    the run's optimizers and table updates (`train`: dense, sparse or fused; None = TrainConfig's defaults).
+    See the module docstring for what each number includes."""
     if steps < 1 or warmup < 0:
         raise ValueError("measure_cost needs steps >= 1 and warmup >= 0")
     device = next(model.parameters()).device
@@ -125,18 +128,11 @@ def measure_cost(model: CTRModel, cache: Cache, batch_size: int, *, warmup: int 
     model.train(model_was)
     # training (on the copy)
     work.train()
-    if optimizer == "adam":
-        opt = torch.optim.Adam(work.parameters(), lr=1e-3)
-    elif optimizer == "adagrad":
-        opt = torch.optim.Adagrad(work.parameters(), lr=1e-3)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}; valid: adam, adagrad")
-    work.set_sparse_embeddings(False)
+    cfg = train or TrainConfig()
+    optimizers = make_optimizers(work, cfg)
 
     def train_step(batch):
-        opt.zero_grad(set_to_none=True)
-        work.loss(work(batch), batch).backward()  # the model's own training loss (BCE for most)
-        opt.step()
+        training_step(work, batch, optimizers, cfg)
 
     t_train = _time_steps(train_step, batches, warmup, device)
     out["peak_memory_mb"] = _peak_mb(device, kind)

@@ -1,7 +1,9 @@
 """The one trainer: `fit(model, cache, cfg)` trains with BARS/FuxiCTR-style early stopping and evaluates on test.
 
-- Optimizers: Adam or Adagrad; embeddings dense (one optimizer, tables in their own group) or sparse
-  (SparseAdam / sparse Adagrad on the lookup tables, the dense optimizer for the rest).
+- Optimizers: Adam or Adagrad; embeddings dense (one optimizer, tables in their own group), sparse
+  (SparseAdam / sparse Adagrad on the lookup tables, the dense optimizer for the rest), or fused
+  (`fused_embedding_optimizer`: SGD / row-wise Adagrad applied to the touched rows inside the backward by the
+  embedding-bag kernels, FBGEMM-TBE style; `FusedEmbeddingOptimizer` carries their learning rate).
 - Embedding L2 (BARS `embedding_regularizer`, λ/2·‖W‖²): dense tables get it as the optimizer's weight decay
   (the same gradient λ·W); sparse tables cannot (a full-table term densifies the gradient), so they get the lazy
   form λ/2·Σ‖w_r‖² over the rows each batch reads.
@@ -29,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ctrbench.data.cache import Cache
 from ctrbench.data.loader import BatchLoader
@@ -51,6 +53,11 @@ class TrainConfig(BaseModel):
     embedding_lr: float | None = Field(None, gt=0, allow_inf_nan=False,
                                        description="learning rate of the lookup tables; None = lr")
     sparse_embeddings: bool = False
+    fused_embedding_optimizer: Literal["sgd", "rowwise_adagrad"] | None = Field(
+        None, description="update the lookup tables inside the backward with SGD or FBGEMM's row-wise Adagrad "
+        "(fused kernels, lr = embedding_lr or lr; needs the model's embedding_backend 'fused'); None = the tables "
+        "train with `optimizer` like every other parameter")
+    fused_embedding_eps: float = Field(1e-8, gt=0, allow_inf_nan=False, description="row-wise Adagrad's epsilon")
     embedding_l2: float = Field(0.0, ge=0, allow_inf_nan=False,
                                 description="BARS embedding_regularizer λ (λ/2·‖W‖²)")
     batch_size: int = Field(2048, gt=0)
@@ -69,6 +76,17 @@ class TrainConfig(BaseModel):
     max_train_rows: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop training after this many optimizer steps")
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:N' or 'auto' (cuda when available)")
+
+    @model_validator(mode="after")
+    def _fused_optimizer_fits(self) -> "TrainConfig":
+        if self.fused_embedding_optimizer is not None:
+            if self.sparse_embeddings:
+                raise ValueError("fused_embedding_optimizer updates the tables in the backward; it excludes "
+                                 "sparse_embeddings (set one of them)")
+            if self.embedding_l2 > 0:
+                raise ValueError("fused_embedding_optimizer has no embedding L2 term; set embedding_l2: 0 or train "
+                                 "the tables with the dense optimizer")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -135,13 +153,37 @@ def _run_settings(cfg: TrainConfig):
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
 
 
+class FusedEmbeddingOptimizer(torch.optim.Optimizer):
+    """The lookup tables' optimizer when the fused kernels update them inside the backward: `step` has nothing
+    left to do, and its param group's `lr` is the rate the tables read at every forward, so the plateau rule
+    (or any scheduler that edits param groups) governs them like the dense optimizer's groups."""
+
+    def __init__(self, params, kind: str, lr: float):
+        super().__init__(params, {"lr": lr, "kind": kind})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # the update already happened in the backward
+        return None if closure is None else closure()
+
+
 def make_optimizers(model: CTRModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
-    """The optimizer(s) for `model` under `cfg` (see the module docstring)."""
+    """The optimizer(s) for `model` under `cfg` (see the module docstring); the one place that sets how the
+    model's tables are updated (dense, sparse or fused), so the trainer and the cost measurement agree."""
     emb = [p for p in model.embedding_parameters() if p.requires_grad]
     dense = model.dense_parameters()
     emb_lr = cfg.embedding_lr or cfg.lr
     opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adagrad
     model.set_sparse_embeddings(cfg.sparse_embeddings)
+    model.set_fused_embedding_optimizer(None)
+    if cfg.fused_embedding_optimizer is not None and emb:
+        backends = {c.backend for c in model.embedding_collections() if c.weight is not None}
+        if backends != {"fused"}:
+            raise ConfigError(f"train.fused_embedding_optimizer needs params.embedding_backend 'fused'; this "
+                              f"{model.name} model's is {sorted(backends)}", path="train.fused_embedding_optimizer")
+        fused = FusedEmbeddingOptimizer(emb, cfg.fused_embedding_optimizer, emb_lr)
+        model.set_fused_embedding_optimizer(cfg.fused_embedding_optimizer, fused.param_groups[0],
+                                            cfg.fused_embedding_eps)
+        return ([opt_cls(dense, lr=cfg.lr)] if dense else []) + [fused]
     if not cfg.sparse_embeddings:
         groups = [g for g in ({"params": dense}, {"params": emb, "lr": emb_lr, "weight_decay": cfg.embedding_l2}) if g["params"]]
         return [opt_cls(groups, lr=cfg.lr)]
@@ -217,6 +259,26 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
     return value > best + MIN_DELTA if MAXIMISE[monitor] else value < best - MIN_DELTA
 
 
+def training_step(model: CTRModel, batch, optimizers: list[torch.optim.Optimizer], cfg: TrainConfig) -> torch.Tensor:
+    """One optimizer step on `batch` as the trainer takes it (the model's loss + aux loss + lazy embedding L2,
+    backward, clipping, every optimizer's step); returns the detached loss. The cost measurement times this."""
+    loss = model.loss(model(batch), batch)  # BCE, or the model's own supervised loss
+    aux = model.aux_loss()
+    if aux is not None:
+        loss = loss + aux
+    if cfg.sparse_embeddings and cfg.embedding_l2 > 0:
+        loss = loss + 0.5 * cfg.embedding_l2 * model.embedding_sq_norm(batch)
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip is not None:  # sparse tables' row gradients are not clipped
+        clip_params = model.dense_parameters() if cfg.sparse_embeddings else list(model.parameters())
+        torch.nn.utils.clip_grad_norm_(clip_params, cfg.grad_clip)
+    for opt in optimizers:
+        opt.step()
+    return loss.detach()
+
+
 def _call(callbacks, name: str, *args) -> None:
     fn = getattr(callbacks, name, None) if callbacks is not None else None
     if fn is not None:
@@ -240,7 +302,6 @@ def fit(model: CTRModel, cache: Cache, cfg: TrainConfig | dict[str, Any] | None 
 def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: torch.device) -> TrainResult:
     optimizers = make_optimizers(model, cfg)
     loader = BatchLoader(cache, "train", cfg.batch_size, shuffle=True, seed=cfg.seed, max_rows=cfg.max_train_rows)
-    lazy_l2 = cfg.sparse_embeddings and cfg.embedding_l2 > 0
     result = TrainResult(status="ok")
     best_value, best_state, bad_evals, step = None, None, 0, 0
     started = time.perf_counter()
@@ -282,24 +343,9 @@ def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: tor
             for batch in loader:
                 step += 1
                 batch = batch.to(device)
-                logits = model(batch)
-                loss = model.loss(logits, batch)  # BCE, or the model's own supervised loss
-                aux = model.aux_loss()
-                if aux is not None:
-                    loss = loss + aux
-                if lazy_l2:
-                    loss = loss + 0.5 * cfg.embedding_l2 * model.embedding_sq_norm(batch)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
+                loss_value = float(training_step(model, batch, optimizers, cfg))
+                if not math.isfinite(loss_value):  # the step is taken; its weights are never kept (status nan)
                     raise NonFiniteLoss(step, "the training loss")
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:  # sparse tables' row gradients are not clipped
-                    clip_params = model.dense_parameters() if cfg.sparse_embeddings else list(model.parameters())
-                    torch.nn.utils.clip_grad_norm_(clip_params, cfg.grad_clip)
-                for opt in optimizers:
-                    opt.step()
                 loss_sum += loss_value
                 done, n_since = done + 1, n_since + 1
                 _call(callbacks, "on_batch_end", step, loss_value)

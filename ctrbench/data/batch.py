@@ -7,7 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+import numpy as np
 import torch
+
+
+class EmbeddingIndexError(IndexError):
+    """An id outside its field's vocabulary (it would silently read another table in a packed layout)."""
+
+    def __init__(self, field: str, bad_id: int, bound: int, where: str = ""):
+        self.field, self.bad_id, self.bound = field, bad_id, bound
+        super().__init__(f"field {field!r}: id {bad_id} outside its vocabulary [0, {bound}){where}")
+
+
+def check_ids(name: str, ids: torch.Tensor | np.ndarray, bound: int, where: str = "") -> None:
+    """Raise EmbeddingIndexError naming `name` (and `where`) when an id of `ids` is outside [0, bound)."""
+    if ids.size if isinstance(ids, np.ndarray) else ids.numel():
+        hi, lo = int(ids.max()), int(ids.min())
+        if hi >= bound or lo < 0:
+            raise EmbeddingIndexError(name, hi if hi >= bound else lo, bound, where)
 
 
 @dataclass
@@ -55,10 +72,21 @@ class Batch:
     pretrained: dict[str, torch.Tensor] = field(default_factory=dict)  # pretrained-id columns [B]
     group_id: torch.Tensor | None = None  # [B] where the dataset has one
     oracle_p: torch.Tensor | None = None  # [B] true click probability on synthetic twins
+    # the sequences' lengths as they were on the host when `to()` moved the batch to a device, so models size
+    # their jagged work without reading device tensors back (see host_length)
+    host_lengths: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
         return int(self.label.shape[0])
+
+    def host_length(self, name: str) -> np.ndarray:
+        """Sequence `name`'s lengths [B] on the host (a device read only for a batch built without them)."""
+        lengths = self.lengths[name]
+        if lengths.device.type == "cpu":
+            return lengths.numpy()
+        host = self.host_lengths.get(name)
+        return host if host is not None else lengths.cpu().numpy()
 
     def to(self, device) -> "Batch":
         def move(v):
@@ -68,4 +96,6 @@ class Batch:
                 return {k: x.to(device) for k, x in v.items()}
             return v
 
-        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        host = {n: t.numpy() for n, t in self.lengths.items() if t.device.type == "cpu"}
+        moved = {f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "host_lengths"}
+        return Batch(**moved, host_lengths={**self.host_lengths, **host})

@@ -14,12 +14,14 @@ import math
 import numpy as np
 import torch
 
-from ctrbench.data.batch import Batch, KeyedJagged
+from ctrbench.data.batch import Batch, EmbeddingIndexError, KeyedJagged
 from ctrbench.data.cache import Cache
 
 
 class BatchLoader:
-    """Iterates one split of a cache as `Batch`es."""
+    """Iterates one split of a cache as `Batch`es; every batch's ids are checked against the vocabularies here,
+    on the host, once (EmbeddingIndexError naming the field, the split and the row), so models never read
+    device tensors back to check them."""
 
     def __init__(
         self,
@@ -33,6 +35,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         max_rows: int | None = None,
+        validate_ids: bool = True,
     ):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -51,6 +54,11 @@ class BatchLoader:
         # plain ndarray views of the memmaps: cheaper indexing than through np.memmap
         self._blocks = {k: np.asarray(v) for k, v in self.data.blocks.items()}
         self._offsets_cache: dict = {}
+        self.validate_ids = validate_ids
+        vocab = cache.vocab_sizes
+        self._cat_bounds = np.array([vocab[k] for k in self.categorical_keys], dtype=np.int64)
+        self._seq_bounds = {f.name: vocab[f.vocab_owner] for f in spec.sequences if f.vocab_owner in vocab}
+        self._pre_bounds = {k: vocab[k] for k in self.pretrained_keys if k in vocab}
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose permutation the next iteration uses."""
@@ -92,6 +100,20 @@ class BatchLoader:
             self._offsets_cache = {"key": key, "value": torch.from_numpy(np.arange(key[0] * n + 1, dtype=np.int64))}
         return self._offsets_cache["value"]
 
+    def _check(self, ids: np.ndarray, bounds: np.ndarray, names: list[str], rows: np.ndarray | slice) -> None:
+        """EmbeddingIndexError for the first id outside [0, bound) of its column (one name per column, or one
+        name for every column of a sequence block), naming the split and the row."""
+        if ids.size == 0:
+            return
+        bounds = np.broadcast_to(bounds, ids.shape[1:]) if ids.ndim > 1 else bounds
+        bad = (ids < 0) | (ids >= bounds)
+        if not bad.any():
+            return
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        row = (rows.start or 0) + i if isinstance(rows, slice) else int(rows[i])
+        name = names[j] if len(names) > 1 else names[0]
+        raise EmbeddingIndexError(name, int(ids[i, j]), int(bounds[j]), f" in split {self.split_name!r}, row {row}")
+
     def gather(self, rows: np.ndarray | slice) -> Batch:
         """The Batch of the given rows (an index array or a slice)."""
         b = self._blocks
@@ -103,7 +125,10 @@ class BatchLoader:
         n = label.shape[0]
         dense = torch.from_numpy(take("numeric").astype(np.float32, copy=False)) if "numeric" in b else torch.zeros(n, 0)
         if "categorical" in b:  # feature-major int64 values in one pass
-            values = np.ascontiguousarray(take("categorical").T, dtype=np.int64).reshape(-1)
+            cat = take("categorical")
+            if self.validate_ids:
+                self._check(cat, self._cat_bounds, self.categorical_keys, rows)
+            values = np.ascontiguousarray(cat.T, dtype=np.int64).reshape(-1)
         else:
             values = np.zeros(0, dtype=np.int64)
         sparse = KeyedJagged(self.categorical_keys, torch.from_numpy(values), self._offsets(n), n)
@@ -112,11 +137,15 @@ class BatchLoader:
             block = f"seq__{name}"
             if block in b:
                 seq = take(block)
+                if self.validate_ids and name in self._seq_bounds:
+                    self._check(seq, np.int64(self._seq_bounds[name]), [name], rows)
                 lengths[name] = torch.from_numpy(np.count_nonzero(seq, axis=1).astype(np.int64))
                 sequences[name] = torch.from_numpy(seq.astype(np.int64))
         pretrained = {}
         if "pretrained" in b:
             pre = take("pretrained").astype(np.int64)
+            if self.validate_ids and len(self._pre_bounds) == len(self.pretrained_keys):
+                self._check(pre, np.array(list(self._pre_bounds.values())), self.pretrained_keys, rows)
             pretrained = {k: torch.from_numpy(np.ascontiguousarray(pre[:, j])) for j, k in enumerate(self.pretrained_keys)}
         group_id = torch.from_numpy(take("group_id")) if "group_id" in b else None
         oracle_p = torch.from_numpy(take("oracle_p").astype(np.float32, copy=False)) if "oracle_p" in b else None

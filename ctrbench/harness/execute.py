@@ -93,7 +93,7 @@ def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord 
             rec.device, rec.dtype = str(param.device), str(param.dtype).removeprefix("torch.")
             rec.backend = _backends(model, ran)
             if result.status in ("ok", "nan"):  # a NaN model still has a size and a speed
-                cost = measure_cost(model, cache, cfg.batch_size, optimizer=cfg.optimizer,
+                cost = measure_cost(model, cache, cfg.batch_size, train=cfg,
                                     warmup=run.system.get("measure_warmup", 3), steps=run.system.get("measure_steps", 10))
                 for k in COST:
                     setattr(rec, k, cost.get(k))

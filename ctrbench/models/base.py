@@ -2,7 +2,7 @@
 `forward(batch) -> logits [B]`. Subclasses declare a pydantic `Params` (unknown keys rejected)."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -23,7 +23,9 @@ class ModelParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     embedding_dim: int | None = Field(None, gt=0, description="embedding size; None = the dataset's BARS default")
-    embedding_backend: Literal["torch", "fused"] = Field("torch", description="plain PyTorch or the fused kernel module")
+    embedding_backend: Literal["torch", "fused"] = Field(
+        "fused", description="'fused': ctrbench.kernels' embedding-bag collection (one kernel call per forward, "
+        "and the fused optimizers of TrainConfig.fused_embedding_optimizer); 'torch': F.embedding_bag / F.embedding")
     kernel_backend: Literal["reference", "cpp", "triton", "cuda"] | None = Field(
         None, description="fused kernel backend; None = argument > $CTRBENCH_BACKEND > auto"
     )
@@ -74,8 +76,10 @@ class CTRModel(nn.Module):
             self.params = self.Params(**dict(params or {}))
         self.embedding_dim = self.params.embedding_dim or spec.embedding_dim
 
-    def make_embedding(self, dim: int | None = None, *, include_numeric: bool = True) -> EmbeddingCollection:
-        """An EmbeddingCollection over this dataset's fields with the model's backend settings."""
+    def make_embedding(self, dim: int | None = None, *, include_numeric: bool = True,
+                       unpooled: Collection[str] = ()) -> EmbeddingCollection:
+        """An EmbeddingCollection over this dataset's fields with the model's backend settings; `unpooled`
+        sequences are read only token by token (`EmbeddingCollection.lookup`), not mean-pooled into a field."""
         return EmbeddingCollection(
             self.spec,
             self.vocab_sizes,
@@ -87,6 +91,7 @@ class CTRModel(nn.Module):
             numeric_norm=self.params.numeric_norm,
             init=self.params.embedding_init,
             init_std=self.params.embedding_init_std,
+            unpooled=unpooled,
         )
 
     def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
@@ -129,6 +134,12 @@ class CTRModel(nn.Module):
         """Make the lookup tables produce sparse (row-wise) gradients, for SparseAdam / sparse Adagrad."""
         for c in self.embedding_collections():
             c.sparse = sparse
+
+    def set_fused_embedding_optimizer(self, optimizer: str | None, lr_group: dict | None = None,
+                                      eps: float = 1e-8) -> None:
+        """Update every lookup table with `optimizer` inside the backward (see EmbeddingCollection)."""
+        for c in self.embedding_collections():
+            c.set_fused_optimizer(optimizer, lr_group, eps)
 
     def embedding_sq_norm(self, batch: Batch) -> torch.Tensor:
         """Σ‖row‖² over the table rows this batch reads, across all collections (lazy L2 for sparse tables)."""

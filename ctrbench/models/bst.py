@@ -69,8 +69,8 @@ class BST(SequentialModel):
             out += width
         self.mlp = self.make_head(out)
 
-    def _group(self, k: int, fields: torch.Tensor, batch) -> torch.Tensor:
-        tokens, rows, recency, lengths = self.inputs.jagged(self.embedding, batch, k)
+    def _group(self, k: int, fields: torch.Tensor, group) -> torch.Tensor:
+        tokens, rows, recency, lengths, host = group
         b = lengths.shape[0]
         # the target is the newest token of [history ‖ target]: distance 0 from the end, the history one further
         tokens = torch.cat([tokens, self.inputs.target(fields, k)])
@@ -79,18 +79,15 @@ class BST(SequentialModel):
         n = lengths + 1
         if self.params.use_position_emb:
             table = self.positions[k]
-            if int(n.max()) > table.shape[0]:
-                raise ValueError(f"a history of {int(n.max()) - 1} slots is longer than the spec's max_len "
-                                 f"{table.shape[0] - 1} that BST's position table was built for")
             tokens = torch.cat([tokens, table[table.shape[0] - 1 - recency]], dim=-1)
-        out = self.encoders[k](tokens, rows, recency, n)
+        out = self.encoders[k](tokens, rows, recency, n, host_lengths=host + 1)
         if self.params.seq_pooling == "target":
             return out[-b:]
         total = out.new_zeros(b, out.shape[1]).index_add(0, rows, out)
         return total if self.params.seq_pooling == "sum" else total / n.unsqueeze(1).to(total.dtype)
 
     def forward(self, batch) -> torch.Tensor:
-        fields = self.embedding(batch)
+        fields, groups = self.inputs.lookup(self.embedding, batch)
         parts = [self.inputs.others(fields).flatten(1)]
-        parts += [self._group(k, fields, batch) for k in range(len(self.inputs.groups))]
+        parts += [self._group(k, fields, groups[k]) for k in range(len(self.inputs.groups))]
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)

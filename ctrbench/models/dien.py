@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
@@ -75,29 +76,33 @@ class DIEN(SequentialModel):
                   ) -> torch.Tensor | None:
         """BCE of aux_net([h_t, e_{t+1}]) = 1 and aux_net([h_t, e'_{t+1}]) = 0, where e' is step t+1 of another
         row of the batch (the next row in length order still running at t+1)."""
-        step, rank = packing.step, packing.rank
-        later = step >= 1  # entries e_{t+1}: each pairs with its own row's state at t
-        sizes = packing.batch_sizes.to(step.device)
-        ok = later & (sizes[step] >= 2)
-        if not bool(ok.any()):
+        # entries e_{t+1} (step >= 1) of steps with >= 2 rows running: each pairs with its own row's state at t;
+        # laid out on the host from the packing's step sizes (no device read)
+        sizes = np.asarray(packing.batch_sizes, dtype=np.int64)
+        starts = np.cumsum(sizes) - sizes
+        steps = np.nonzero((np.arange(len(sizes)) >= 1) & (sizes >= 2))[0]
+        if steps.size == 0:
             return None
-        pos = ok.nonzero().squeeze(1)
-        s, r = step[pos], rank[pos]
+        s_host = np.repeat(steps, sizes[steps])
+        r_host = np.arange(s_host.shape[0]) - np.repeat(np.cumsum(sizes[steps]) - sizes[steps], sizes[steps])
+        dev = interests.device
+        pos = torch.from_numpy(starts[s_host] + r_host).to(dev)
+        s, r = torch.from_numpy(s_host).to(dev), torch.from_numpy(r_host).to(dev)
         h = interests[packing.offsets[s - 1] + r]
-        neg = packing.offsets[s] + (r + 1) % sizes[s]
+        neg = packing.offsets[s] + (r + 1) % torch.from_numpy(sizes).to(dev)[s]
         pairs = torch.cat([torch.cat([h, data[pos]], -1), torch.cat([h, data[neg]], -1)])
         logits = self.aux_nets[k](pairs).squeeze(-1)
         labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(pos))]).to(logits)
         return F.binary_cross_entropy_with_logits(logits, labels)
 
     def forward(self, batch) -> torch.Tensor:
-        fields = self.embedding(batch)
+        fields, groups = self.inputs.lookup(self.embedding, batch)
         b = batch.batch_size
         parts = [self.inputs.others(fields).flatten(1)]
         aux_terms = []
         for k in range(len(self.inputs.groups)):
-            tokens, rows, recency, lengths = self.inputs.jagged(self.embedding, batch, k)
-            packing = pack_behaviours(rows, recency, lengths)
+            tokens, rows, recency, lengths, host = groups[k]
+            packing = pack_behaviours(rows, recency, lengths, host_lengths=host)
             data = tokens[packing.perm]
             interests, _ = self.extractors[k](data, packing)
             parts.append(self._evolve(k, interests, self.inputs.target(fields, k), packing, b))

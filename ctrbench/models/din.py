@@ -36,9 +36,9 @@ class DIN(SequentialModel):
         self.mlp = self.make_head(sum(widths))
 
     def forward(self, batch) -> torch.Tensor:
-        fields = self.embedding(batch)
+        fields, groups = self.inputs.lookup(self.embedding, batch)
         parts = [self.inputs.others(fields).flatten(1)]
         for k, att in enumerate(self.attention):
-            tokens, rows, _, _ = self.inputs.jagged(self.embedding, batch, k)
+            tokens, rows, *_ = groups[k]
             parts.append(att.pool_jagged(self.inputs.target(fields, k), tokens, rows))
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)

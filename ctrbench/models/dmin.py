@@ -120,9 +120,9 @@ class DMIN(SequentialModel):
             out += p.num_heads * w
         self.mlp = self.make_head(out)
 
-    def _interests(self, k: int, fields: torch.Tensor, batch) -> torch.Tensor:
+    def _interests(self, k: int, fields: torch.Tensor, group) -> torch.Tensor:
         p = self.params
-        tokens, rows, recency, lengths = self.inputs.jagged(self.embedding, batch, k)
+        tokens, rows, recency, lengths, host = group
         w = tokens.shape[1]
         refiner, extractor = self.refiners[k], self.extractors[k]
 
@@ -130,11 +130,9 @@ class DMIN(SequentialModel):
             x = dense if isinstance(refiner, nn.Identity) else refiner(dense, pad)
             return extractor(x, pad)
 
-        per_head = run_chunked(tokens, rows, recency, lengths, interest_sequences, p.num_heads * w, p.chunk_rows)
+        per_head = run_chunked(tokens, rows, recency, lengths, interest_sequences, p.num_heads * w, p.chunk_rows,
+                               host_lengths=host)
         target = self.inputs.target(fields, k)
-        if recency.numel() and int(recency.max()) >= self.slots[k]:
-            raise ValueError(f"a history of {int(recency.max()) + 1} slots is longer than the spec's max_len "
-                             f"{self.slots[k]} that DMIN's position table was built for")
         position = self.slots[k] - 1 - recency
         out = []
         for h in range(p.num_heads):
@@ -145,7 +143,7 @@ class DMIN(SequentialModel):
         return torch.cat(out, dim=1)
 
     def forward(self, batch) -> torch.Tensor:
-        fields = self.embedding(batch)
+        fields, groups = self.inputs.lookup(self.embedding, batch)
         parts = [self.inputs.others(fields).flatten(1)]
-        parts += [self._interests(k, fields, batch) for k in range(len(self.inputs.groups))]
+        parts += [self._interests(k, fields, groups[k]) for k in range(len(self.inputs.groups))]
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)

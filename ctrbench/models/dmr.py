@@ -69,13 +69,10 @@ class DMR(SequentialModel):
             out += w + int(p.enable_u2i_rel) + int(p.enable_i2i_rel)
         self.mlp = self.make_head(out)
 
-    def _group(self, k: int, fields: torch.Tensor, batch) -> list[torch.Tensor]:
+    def _group(self, k: int, fields: torch.Tensor, group) -> list[torch.Tensor]:
         p = self.params
-        tokens, rows, recency, lengths = self.inputs.jagged(self.embedding, batch, k)
+        tokens, rows, recency, lengths, _ = group
         b, w = lengths.shape[0], tokens.shape[1]
-        if recency.numel() and int(recency.max()) >= self.slots[k]:
-            raise ValueError(f"a history of {int(recency.max()) + 1} slots is longer than the spec's max_len "
-                             f"{self.slots[k]} that DMR's position tables were built for")
         position = self.slots[k] - 1 - recency
         idx = torch.arange(tokens.shape[0], device=tokens.device)
         target = self.inputs.target(fields, k)
@@ -94,8 +91,8 @@ class DMR(SequentialModel):
         return parts
 
     def forward(self, batch) -> torch.Tensor:
-        fields = self.embedding(batch)
+        fields, groups = self.inputs.lookup(self.embedding, batch)
         parts = [self.inputs.others(fields).flatten(1)]
         for k in range(len(self.inputs.groups)):
-            parts += self._group(k, fields, batch)
+            parts += self._group(k, fields, groups[k])
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)

@@ -1,39 +1,39 @@
 """One embedding collection for every input field of a CTR model, as FuxiCTR's FeatureEmbedding builds it.
 
-- Categorical fields: one packed table (TBE-style: all tables concatenated, per-table row offsets), looked up
-  in ONE `F.embedding_bag` call together with every sequence whose vocabulary owner is a categorical field
-  (share_embedding). Id 0 is padding/missing: its vector is zero and gets no gradient (padding_idx), and a
-  sequence pools by the mean over its non-padding ids (FuxiCTR MaskedAveragePooling; all padding -> 0).
+- Categorical fields: one packed table (TBE-style: all tables concatenated, per-table row offsets). Every read
+  of it in a forward (the fields, the mean-pooled sequences whose vocabulary owner is a categorical field, and
+  the unpooled sequence tokens a model asks for) is ONE lookup (`lookup`): one kernel call on the fused backend,
+  so a fused optimizer (SGD / row-wise Adagrad applied in the backward) sees each row once per step.
+  Id 0 is padding: its vector is zero and gets no gradient, and a sequence pools by the mean over its
+  non-padding ids (FuxiCTR MaskedAveragePooling; all padding -> 0).
 - Pretrained fields (KuaiVideo item_emb): the frozen table from the cache, then a learnable Linear(p, d);
   sequences owned by a pretrained field pool the frozen vectors the same way before the projection.
 - Numeric fields: FuxiCTR's numeric embedding, a learnable vector per field scaled by the value (optionally the
   value standardised first: `numeric_norm`).
 
-`backend="torch"` is the plain-PyTorch path; `backend="fused"` runs the categorical part through
-`ctrbench.kernels.embedding_bag.module.FusedEmbeddingBagCollection` with the chosen kernel backend.
+`backend="fused"` (the default) runs the packed table through `ctrbench.kernels`' embedding-bag collection
+(sum pooling with per-id weights 1/n over a bag's n non-padding ids, padding weighted 0); `backend="torch"` is
+the plain-PyTorch path (`F.embedding_bag` / `F.embedding` with padding_idx=0). Both give the same numbers.
+Ids are checked where batches are built (`ctrbench.data.loader`); `validate_ids=True` (or
+$CTRBENCH_VALIDATE_IDS=1) checks them here too, at the cost of a host read per forward (a debug aid).
 Output: [B, F, d] with fields in the order of `field_names`.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctrbench.data.batch import Batch
-from ctrbench.data.schema import DatasetSpec, Kind
+from ctrbench.data.batch import Batch, EmbeddingIndexError, check_ids  # noqa: F401 (re-exported)
+from ctrbench.data.schema import DatasetSpec
 
 BACKENDS = ("torch", "fused")
-
-
-class EmbeddingIndexError(IndexError):
-    """An id outside its field's vocabulary (it would silently read another table in a packed layout)."""
-
-    def __init__(self, field: str, bad_id: int, bound: int):
-        self.field, self.bad_id, self.bound = field, bad_id, bound
-        super().__init__(f"field {field!r}: id {bad_id} outside its vocabulary [0, {bound})")
+FUSED_OPTIMIZERS = ("sgd", "rowwise_adagrad")
+VALIDATE_ENV = "CTRBENCH_VALIDATE_IDS"
 
 
 class EmbeddingCollection(nn.Module):
@@ -46,47 +46,53 @@ class EmbeddingCollection(nn.Module):
         dim: int,
         *,
         tables: Mapping[str, np.ndarray | torch.Tensor] | None = None,
-        backend: str = "torch",
+        backend: str = "fused",
         kernel_backend: str | None = None,
         include_numeric: bool = True,
         numeric_norm: bool = False,
         sparse: bool = False,
         init: str = "normal",
         init_std: float = 1e-4,
-        validate_ids: bool = True,
+        unpooled: Collection[str] = (),
+        validate_ids: bool | None = None,
     ):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"unknown embedding backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        seq_names = [f.name for f in spec.sequences]
+        unknown = sorted(set(unpooled) - set(seq_names))
+        if unknown:
+            raise ValueError(f"unpooled fields {unknown} are not sequence fields of {spec.name}; valid: {seq_names}")
         self.dim, self.backend, self.kernel_backend = dim, backend, kernel_backend
-        self._sparse, self.validate_ids = bool(sparse), validate_ids
-        feats = {f.name: f for f in spec.features}
+        self._sparse = bool(sparse)
+        self.validate_ids = os.environ.get(VALIDATE_ENV) == "1" if validate_ids is None else bool(validate_ids)
+        self.fused_optimizer: str | None = None
+        self._lr_group: dict | None = None
 
-        # -- categorical fields and the sequences that share their tables: one packed table. Bags (features)
-        # are ordered table by table: the table's own field, then the sequences that share it (the order
-        # FusedEmbeddingBagCollection uses, so both backends give the same [B, F, d]).
+        # -- categorical fields and the pooled sequences that share their tables: one packed table. Bags are
+        # ordered table by table: the table's own field, then the pooled sequences that share it.
         self.cat_names = [f.name for f in spec.categorical]
         sizes = [int(vocab_sizes[n]) for n in self.cat_names]
         self.table_sizes = sizes
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64) if sizes else np.zeros(1, np.int64)
         self.table_index = {n: i for i, n in enumerate(self.cat_names)}
         self.register_buffer("table_offsets", torch.from_numpy(offsets[:-1].copy()), persistent=False)
-        self.register_buffer("table_bounds", torch.tensor(sizes, dtype=torch.int64), persistent=False)
         self.seq_owner = {f.name: f.vocab_owner for f in spec.sequences}
-        shared = {n: [f.name for f in spec.sequences if f.vocab_owner == n] for n in self.cat_names}
+        self.unpooled = [n for n in seq_names if n in set(unpooled)]
+        shared = {n: [f.name for f in spec.sequences if f.vocab_owner == n and f.name not in self.unpooled]
+                  for n in self.cat_names}
         self.packed_seqs = [s for n in self.cat_names for s in shared[n]]
         self.bag_features = [x for n in self.cat_names for x in [n] + shared[n]]
         self._bag_offsets_cache: dict = {}
         self.tables = None
         if sizes:
-            if backend == "fused":
-                self.tables = _make_fused(self.cat_names, sizes, shared, dim, kernel_backend, sparse)
-            else:
-                self.tables = _PackedTable(int(offsets[-1]), dim)
+            self.tables = _make_fused(int(offsets[-1]), dim, kernel_backend, sparse) if backend == "fused" \
+                else _PackedTable(int(offsets[-1]), dim)
             self.init_tables(init, init_std)
         # -- pretrained fields: frozen table + learnable projection, shared by the sequences they own
         self.pre_names = [f.name for f in spec.pretrained]
-        self.pre_seqs = {p: [s.name for s in spec.sequences if s.vocab_owner == p] for p in self.pre_names}
+        self.pre_seqs = {p: [s.name for s in spec.sequences if s.vocab_owner == p and s.name not in self.unpooled]
+                         for p in self.pre_names}
         self.projections = nn.ModuleDict()
         for p in self.pre_names:
             if tables is None or p not in tables:
@@ -136,6 +142,24 @@ class EmbeddingCollection(nn.Module):
         if getattr(self, "tables", None) is not None and self.backend == "fused":
             self.tables.sparse_grad = self._sparse
 
+    def set_fused_optimizer(self, optimizer: str | None, lr_group: dict | None = None, eps: float = 1e-8) -> None:
+        """Apply `optimizer` ('sgd' | 'rowwise_adagrad') to the packed table inside the backward, at the learning
+        rate `lr_group["lr"]` read at every forward (so a trainer's plateau rule or any scheduler that edits the
+        group is followed); None restores ordinary gradients. Needs the fused backend."""
+        if self.tables is None:
+            return
+        if optimizer is not None and (self.backend != "fused" or optimizer not in FUSED_OPTIMIZERS):
+            raise ValueError(f"fused optimizer {optimizer!r} needs embedding backend 'fused' (this collection's is "
+                             f"{self.backend!r}) and one of {', '.join(FUSED_OPTIMIZERS)}")
+        if optimizer is not None and lr_group is None:
+            raise ValueError("a fused optimizer needs its learning-rate group (a dict with 'lr')")
+        self.fused_optimizer, self._lr_group = optimizer, lr_group
+        t = self.tables
+        if self.backend == "fused":
+            t.optimizer, t.eps = optimizer or "none", float(eps)
+            rows = t.weight.shape[0] if optimizer == "rowwise_adagrad" else 0
+            t.momentum = torch.zeros(rows, device=t.weight.device, dtype=t.momentum.dtype)
+
     @torch.no_grad()
     def init_tables(self, init: str = "normal", init_std: float = 1e-4) -> None:
         """'normal': N(0, init_std) (FuxiCTR); 'uniform_rows': U(±sqrt(1/rows)) per table (DLRM/TorchRec).
@@ -153,109 +177,156 @@ class EmbeddingCollection(nn.Module):
     def extra_repr(self) -> str:
         rows = 0 if self.weight is None else self.weight.shape[0]
         return (f"fields={self.num_fields}, dim={self.dim}, packed_rows={rows}, tables={len(self.table_sizes)}, "
-                f"backend={self.backend}, sparse={self.sparse}")
+                f"backend={self.backend}, sparse={self.sparse}, fused_optimizer={self.fused_optimizer}")
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The lookup tables (sparse-gradient capable); everything else here is a dense parameter."""
         return [self.weight] if self.weight is not None else []
 
-    # -- categorical + packed sequences -------------------------------------------------------------
-    def _bag_ids(self, batch: Batch, *, local: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """All bags' ids in `bag_features` order (feature-major, one bag per row and feature) and the bag
-        start offsets [F*B]. local=False: global packed rows with 0 kept as the shared padding row;
-        local=True: table-local ids (0 still padding)."""
-        b = batch.batch_size
+    # -- ids ----------------------------------------------------------------------------------------
+    def _categorical(self, batch: Batch) -> torch.Tensor:
+        """The categorical ids [K, B] (a view of the batch's feature-major values; no host read)."""
         kj = batch.sparse
         if list(kj.keys) != self.cat_names:
             raise ValueError(f"batch sparse keys {kj.keys} differ from the spec's categorical fields {self.cat_names}")
-        cat = kj.to_dense().t()  # [K, B]; raises on multi-valued bags (no dataset here has them)
-        if self.validate_ids and cat.numel():
-            bad = (cat < 0) | (cat >= self.table_bounds.unsqueeze(1))
-            if bool(bad.any()):
-                k, j = (int(v) for v in bad.nonzero()[0])
-                raise EmbeddingIndexError(self.cat_names[k], int(cat[k, j]), self.table_sizes[k])
-        if not local:
-            cat = torch.where(cat == 0, cat, cat + self.table_offsets.unsqueeze(1))
-        pieces, lens = [], []
+        if self.validate_ids:
+            if not kj.is_single_valued():
+                raise ValueError("the models' embedding needs single-valued categorical bags")
+            for k, name in enumerate(self.cat_names):
+                check_ids(name, kj.values[k * kj.batch_size:(k + 1) * kj.batch_size], self.table_sizes[k])
+        elif kj.values.numel() != len(self.cat_names) * kj.batch_size:
+            raise ValueError("the models' embedding needs single-valued categorical bags (one id per field and row)")
+        return kj.values.view(len(self.cat_names), kj.batch_size)
+
+    def _global_rows(self, name: str, ids: torch.Tensor) -> torch.Tensor:
+        """Ids of sequence field `name` (owned by a categorical field) -> packed rows, padding kept at row 0."""
+        k = self.table_index[self.seq_owner[name]]
+        if self.validate_ids:
+            check_ids(name, ids, self.table_sizes[k])
+        ids = ids.long()
+        return torch.where(ids == 0, ids, ids + self.table_offsets[k])
+
+    def _bags(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every pooled bag's packed rows (feature-major: bag_features order, B bags each), the bag lengths
+        [F*B] (the padded slots included) and the bags' non-padding counts [F*B]."""
+        b = batch.batch_size
+        cat = self._categorical(batch)
+        cat = torch.where(cat == 0, cat, cat + self.table_offsets.unsqueeze(1))
+        pieces, widths = [], []
         for name in self.bag_features:
             k = self.table_index.get(name)
             if k is not None:
                 pieces.append(cat[k])
-                lens.append(1)
-                continue
-            seq = batch.sequences[name]
-            owner = self.table_index[self.seq_owner[name]]
-            if self.validate_ids and seq.numel():
-                hi, lo = int(seq.max()), int(seq.min())
-                if hi >= self.table_sizes[owner] or lo < 0:
-                    raise EmbeddingIndexError(name, hi if hi >= self.table_sizes[owner] else lo, self.table_sizes[owner])
-            if not local:
-                seq = torch.where(seq == 0, seq, seq + self.table_offsets[owner])
-            pieces.append(seq.reshape(-1))
-            lens.append(seq.shape[1])
-        key = (b, tuple(lens), cat.device)
-        starts = self._bag_offsets_cache.get(key)
-        if starts is None:
-            per_bag = torch.tensor(lens, device=cat.device).repeat_interleave(b)
-            starts = torch.cumsum(per_bag, 0) - per_bag
-            self._bag_offsets_cache = {key: starts}
-        return torch.cat(pieces).long(), starts
+                widths.append(1)
+            else:
+                seq = self._global_rows(name, batch.sequences[name])
+                pieces.append(seq.reshape(-1))
+                widths.append(seq.shape[1])
+        ids = torch.cat(pieces)
+        key = (b, tuple(widths), ids.device)
+        lens = self._bag_offsets_cache.get(key)
+        if lens is None:
+            lens = torch.tensor(widths, device=ids.device).repeat_interleave(b)
+            self._bag_offsets_cache = {key: lens}
+        return ids, lens
 
-    def _lookup_packed(self, batch: Batch) -> torch.Tensor | None:
-        """[B, n_bags, d]: the categorical fields and the packed sequences (mean over non-padding ids)."""
-        if self.tables is None:
-            return None
-        b = batch.batch_size
-        n_bags = len(self.bag_features)
-        if self.backend == "fused":
-            ids, starts = self._bag_ids(batch, local=True)
-            keep = ids != 0  # padding is dropped: empty bags pool to 0, as padding_idx does
-            kept_before = torch.cat([keep.new_zeros(1, dtype=torch.int64), keep.cumsum(0)])
-            offsets = torch.cat([kept_before[starts], kept_before[-1:]])
-            return self.tables(ids[keep], offsets).view(b, n_bags, self.dim)
-        ids, starts = self._bag_ids(batch, local=False)
-        out = F.embedding_bag(ids, self.weight, starts, mode="mean", padding_idx=0, sparse=self.sparse)
-        return out.view(n_bags, b, self.dim).transpose(0, 1)
+    # -- the packed-table lookup ----------------------------------------------------------------------
+    def lookup(self, batch: Batch, tokens: Mapping[str, torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Field embeddings [B, F, d] and, for `tokens` (sequence field name -> ids of any shape), the unpooled
+        embeddings [*ids.shape, d] (padding id 0 -> 0). Every read of the packed table is one lookup."""
+        tokens = dict(tokens or {})
+        unknown = [n for n in tokens if n not in self.seq_owner]
+        if unknown:
+            raise ValueError(f"{unknown} are not sequence fields; valid: {sorted(self.seq_owner)}")
+        packed_tokens = {n: x for n, x in tokens.items() if self.seq_owner[n] in self.table_index}
+        out_tokens = {n: self._pretrained_tokens(n, x) for n, x in tokens.items() if n not in packed_tokens}
+        parts = []
+        if self.tables is not None:
+            fields, looked_up = self._lookup_packed(batch, packed_tokens)
+            parts.append(fields)
+            out_tokens.update(looked_up)
+        parts.extend(self._lookup_pretrained(batch))
+        if self.numeric is not None:
+            dense = batch.dense if self.dense_norm is None else self.dense_norm(batch.dense)
+            parts.append(dense.unsqueeze(-1) * self.numeric)
+        if not parts:
+            raise ValueError("the dataset has no model input fields")
+        return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)), {n: out_tokens[n] for n in tokens}
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.lookup(batch)[0]
+
+    def _lookup_packed(self, batch: Batch, tokens: dict[str, torch.Tensor]
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b, n_bags = batch.batch_size, len(self.bag_features)
+        bag_ids, bag_lens = self._bags(batch)
+        token_rows = {n: self._global_rows(n, x) for n, x in tokens.items()}
+        if self.backend == "torch":
+            starts = torch.cumsum(bag_lens, 0) - bag_lens
+            pooled = F.embedding_bag(bag_ids, self.weight, starts, mode="mean", padding_idx=0, sparse=self.sparse)
+            out = {n: F.embedding(r, self.weight, padding_idx=0, sparse=self.sparse) for n, r in token_rows.items()}
+            return pooled.view(n_bags, b, self.dim).transpose(0, 1), out
+        # fused: the bags, then every token as a bag of one id, in one call; sum pooling with weight 1/n per
+        # non-padding id (n = the bag's non-padding ids) and 0 per padding id = the mean over non-padding ids
+        flat = [r.reshape(-1) for r in token_rows.values()]
+        ids = torch.cat([bag_ids, *flat]) if flat else bag_ids
+        n_tok = ids.shape[0] - bag_ids.shape[0]
+        lens = torch.cat([bag_lens, bag_lens.new_ones(n_tok)]) if n_tok else bag_lens
+        offsets = torch.cat([lens.new_zeros(1), torch.cumsum(lens, 0)])
+        present = (ids != 0).to(self.weight.dtype)
+        count = torch.zeros(lens.shape[0], dtype=present.dtype, device=ids.device).index_add_(
+            0, torch.repeat_interleave(torch.arange(lens.shape[0], device=ids.device), lens,
+                                       output_size=ids.shape[0]), present)
+        weights = present / torch.repeat_interleave(count.clamp(min=1), lens, output_size=ids.shape[0])
+        if self.fused_optimizer is not None:
+            self.tables.lr = float(self._lr_group["lr"])
+        rows = self.tables(ids, offsets, weights)  # [n_bags*B + n_tok, d]
+        pooled = rows[: n_bags * b].view(n_bags, b, self.dim).transpose(0, 1)
+        out, at = {}, n_bags * b
+        for (n, r) in token_rows.items():
+            out[n] = rows[at: at + r.numel()].view(*r.shape, self.dim)
+            at += r.numel()
+        return pooled, out
+
+    def _pretrained_tokens(self, name: str, ids: torch.Tensor) -> torch.Tensor:
+        """Unpooled embeddings of ids of a sequence owned by a pretrained field (frozen table, projection)."""
+        owner = self.seq_owner[name]
+        table = getattr(self, f"frozen_{owner}")
+        if self.validate_ids:
+            check_ids(name, ids, table.shape[0])
+        ids = ids.long()
+        vec = self.projections[owner](F.embedding(ids, table))
+        return vec * (ids != 0).unsqueeze(-1).to(vec.dtype)
 
     def sequence_embedding(self, batch: Batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unpooled [B, T, d] embeddings of a sequence and its id mask [B, T] (ids != 0), for sequential models."""
+        """Unpooled [B, T, d] embeddings of a sequence and its id mask [B, T] (ids != 0); a lookup of its own
+        (models that also read the fields use `lookup(batch, tokens)`, one lookup for both)."""
         seq = batch.sequences[name].long()
         return self.sequence_ids_embedding(name, seq), seq != 0
 
     def sequence_ids_embedding(self, name: str, ids: torch.Tensor) -> torch.Tensor:
-        """Embeddings [..., d] of ids (any shape) of sequence field `name`: a sequence owned by a categorical field
-        reads the packed table, one owned by a pretrained field the frozen table through that field's projection;
-        id 0 (padding) gives 0 either way. Ids outside the owner's vocabulary raise EmbeddingIndexError."""
-        ids = ids.long()
-        owner = self.seq_owner[name]
-        if owner in self.table_index:
-            k = self.table_index[owner]
-            self._check_sequence_ids(name, ids, self.table_sizes[k])
-            rows = torch.where(ids == 0, ids, ids + self.table_offsets[k])
+        """Embeddings [..., d] of ids (any shape) of sequence field `name`, id 0 -> 0; a lookup of its own."""
+        if self.seq_owner[name] not in self.table_index:
+            return self._pretrained_tokens(name, ids)
+        rows = self._global_rows(name, ids)
+        if self.backend == "torch":
             return F.embedding(rows, self.weight, padding_idx=0, sparse=self.sparse)
-        table = getattr(self, f"frozen_{owner}")
-        self._check_sequence_ids(name, ids, table.shape[0])
-        vec = self.projections[owner](F.embedding(ids, table))
-        return vec * (ids != 0).unsqueeze(-1).to(vec.dtype)
-
-    def _check_sequence_ids(self, name: str, seq: torch.Tensor, bound: int) -> None:
-        if self.validate_ids and seq.numel():
-            hi, lo = int(seq.max()), int(seq.min())
-            if hi >= bound or lo < 0:
-                raise EmbeddingIndexError(name, hi if hi >= bound else lo, bound)
+        flat = rows.reshape(-1)
+        offsets = torch.arange(flat.shape[0] + 1, device=flat.device)
+        if self.fused_optimizer is not None:
+            self.tables.lr = float(self._lr_group["lr"])
+        return self.tables(flat, offsets, (flat != 0).to(self.weight.dtype)).view(*rows.shape, self.dim)
 
     # -- pretrained ---------------------------------------------------------------------------------
     def _lookup_pretrained(self, batch: Batch) -> list[torch.Tensor]:
         outs = []
         for p in self.pre_names:
             table = getattr(self, f"frozen_{p}")
-            ids = [batch.pretrained[p].long()]
-            for s in self.pre_seqs[p]:
-                ids.append(batch.sequences[s].long())
-            for name, x in zip([p] + self.pre_seqs[p], ids):
-                if self.validate_ids and x.numel() and (int(x.max()) >= table.shape[0] or int(x.min()) < 0):
-                    raise EmbeddingIndexError(name, int(x.max()) if int(x.max()) >= table.shape[0] else int(x.min()),
-                                              table.shape[0])
+            ids = [batch.pretrained[p].long()] + [batch.sequences[s].long() for s in self.pre_seqs[p]]
+            if self.validate_ids:
+                for name, x in zip([p] + self.pre_seqs[p], ids):
+                    check_ids(name, x, table.shape[0])
             vecs = [F.embedding(ids[0], table)]
             present = [ids[0] != 0]
             for x in ids[1:]:
@@ -266,28 +337,13 @@ class EmbeddingCollection(nn.Module):
             outs.append(self.projections[p](stacked) * mask)
         return outs
 
-    # -- all fields ---------------------------------------------------------------------------------
-    def forward(self, batch: Batch) -> torch.Tensor:
-        parts = []
-        packed = self._lookup_packed(batch)
-        if packed is not None:
-            parts.append(packed)
-        parts.extend(self._lookup_pretrained(batch))
-        if self.numeric is not None:
-            dense = batch.dense if self.dense_norm is None else self.dense_norm(batch.dense)
-            parts.append(dense.unsqueeze(-1) * self.numeric)
-        if not parts:
-            raise ValueError("the dataset has no model input fields")
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
     def touched_sq_norm(self, batch: Batch) -> torch.Tensor:
         """Σ‖w_r‖² over the distinct table rows this batch reads (the lazy L2 term for sparse embeddings)."""
         if self.tables is None:
             return torch.zeros(())
-        ids, _ = self._bag_ids(batch, local=False)
+        ids, _ = self._bags(batch)
         rows = torch.unique(ids)
-        rows = rows[rows != 0]
-        return F.embedding(rows, self.weight, sparse=self.sparse).pow(2).sum()
+        return F.embedding(rows, self.weight, padding_idx=0, sparse=self.sparse).pow(2).sum()
 
 
 class _PackedTable(nn.Module):
@@ -298,14 +354,10 @@ class _PackedTable(nn.Module):
         self.weight = nn.Parameter(torch.empty(rows, dim))
 
 
-def _make_fused(names: list[str], sizes: list[int], shared: dict[str, list[str]], dim: int,
-                kernel_backend: str | None, sparse: bool) -> nn.Module:
-    """The fused kernel module over the same packed layout: table k = categorical field k, read by the field
-    itself and the sequences sharing it; mean pooling; gradients for any torch optimizer."""
-    try:
-        from ctrbench.kernels.embedding_bag.module import EmbeddingBagConfig, FusedEmbeddingBagCollection
-    except ImportError as exc:  # the kernel package is part of this repository; this means a broken install
-        raise ValueError(f"embedding_backend 'fused' needs ctrbench.kernels.embedding_bag ({exc})") from None
-    configs = [EmbeddingBagConfig(n, r, dim, (n, *shared[n])) for n, r in zip(names, sizes)]
-    return FusedEmbeddingBagCollection(configs, pooling="mean", optimizer="none", sparse_grad=sparse,
-                                       backend=kernel_backend, init="normal")
+def _make_fused(rows: int, dim: int, kernel_backend: str | None, sparse: bool) -> nn.Module:
+    """The fused kernel module over the packed layout as ONE table of global rows (the collection maps each
+    field's ids to rows itself): every bag of a forward goes through one call."""
+    from ctrbench.kernels.embedding_bag.module import EmbeddingBagConfig, FusedEmbeddingBagCollection
+
+    return FusedEmbeddingBagCollection([EmbeddingBagConfig("packed", rows, dim)], pooling="sum", optimizer="none",
+                                       sparse_grad=sparse, backend=kernel_backend, init="normal")

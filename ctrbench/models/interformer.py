@@ -49,7 +49,6 @@ from torch import nn
 from ctrbench.kernels.interleaved_attention.module import InterleavedMultiheadAttention
 from ctrbench.errors import ParamError
 from ctrbench.models.base import CTRModel, ModelParams, require_heads
-from ctrbench.models.embedding import EmbeddingIndexError
 from ctrbench.models.layers.dhen import DHEN
 from ctrbench.models.layers.lce import LCE, SelfGating, TokenMLP
 from ctrbench.models.layers.masknet import MaskNetMerge
@@ -162,8 +161,6 @@ class InterFormer(CTRModel):
     class Params(ModelParams):
         preset: Literal["cpu", "paper"] = Field("cpu", description="'paper' fills unset sizes with PAPER_PRESET")
         embedding_dim: int | None = Field(16, gt=0, description="token width d; None = the dataset's BARS dim")
-        embedding_backend: Literal["torch"] = Field(
-            "torch", description="InterFormer looks tokens up unpooled (F.embedding on the packed table)")
         mode: Literal["int", "sep", "s2n", "n2s", "sole"] = "int"
         num_layers: int = Field(2, ge=1)
         num_heads: int = Field(2, ge=1)
@@ -211,7 +208,7 @@ class InterFormer(CTRModel):
         d = self.embedding_dim
         if d % p.num_heads or (p.rope and (d // p.num_heads) % 2):
             raise ValueError(f"embedding_dim {d} must split into {p.num_heads} heads of even width (rotary)")
-        self.embedding = self.make_embedding(include_numeric=False)
+        self.embedding = self.make_embedding(include_numeric=False, unpooled=[f.name for f in spec.sequences])
         self.seq_names = [f.name for f in spec.sequences]
         self.seq_max_len = {f.name: f.max_len for f in spec.sequences}
         self.has_sequence = bool(self.seq_names) and p.mode != "sole"
@@ -243,65 +240,39 @@ class InterFormer(CTRModel):
         self.head = MLP(head_in, p.head_units, 1, activation_name=p.hidden_activations, dropout=p.net_dropout)
 
     # -- inputs --------------------------------------------------------------------------------------
-    def _field_tokens(self, batch) -> list[torch.Tensor]:
-        emb = self.embedding
-        parts = []
-        if emb.cat_names:
-            if list(batch.sparse.keys) != emb.cat_names:
-                raise ValueError(f"batch sparse keys {batch.sparse.keys} differ from the spec's {emb.cat_names}")
-            cat = batch.sparse.to_dense()
-            bad = (cat < 0) | (cat >= emb.table_bounds)
-            if bool(bad.any()):
-                i, k = (int(v) for v in bad.nonzero()[0])
-                raise EmbeddingIndexError(emb.cat_names[k], int(cat[i, k]), emb.table_sizes[k])
-            ids = torch.where(cat == 0, cat, cat + emb.table_offsets)
-            parts.append(F.embedding(ids, emb.weight, padding_idx=0, sparse=emb.sparse))
-        for name in emb.pre_names:
-            ids = batch.pretrained[name].long()
-            vec = emb.projections[name](F.embedding(ids, getattr(emb, f"frozen_{name}")))
-            parts.append((vec * (ids != 0).unsqueeze(-1).to(vec.dtype)).unsqueeze(1))
+    def _keep(self, batch) -> tuple[int, dict[str, int]]:
+        """How many recent slots the sequence arch reads (T': the batch's longest valid run, capped by
+        max_seq_len, at least 1; from the host lengths, no device read) and each field's slice of them."""
+        p = self.params
+        widths = {n: batch.sequences[n].shape[1] for n in self.seq_names}
+        lmax = max((int(min(batch.host_length(n).max(initial=0), w)) for n, w in widths.items()), default=0)
+        keep = max(widths.values()) if p.max_seq_len is None else min(max(widths.values()), p.max_seq_len)
+        keep = min(keep, max(lmax, 1))
+        return keep, {n: min(keep, w) for n, w in widths.items()}
+
+    def _lookup(self, batch) -> tuple[list[torch.Tensor], dict[str, torch.Tensor], int]:
+        """One lookup: X's field tokens [B, 1, d] each (categorical, pretrained, the standardised numeric token)
+        and every sequence field's most recent slots [B, keep_n, d] (all of them in 'sole' mode)."""
+        keep, per_field = self._keep(batch) if self.seq_names else (0, {})
+        if self.params.mode == "sole":
+            per_field = {n: batch.sequences[n].shape[1] for n in self.seq_names}
+        ids = {n: batch.sequences[n][:, batch.sequences[n].shape[1] - k:] for n, k in per_field.items()}
+        fields, tokens = self.embedding.lookup(batch, ids)
+        parts = [fields]
         if self.dense_proj is not None:
             parts.append(self.dense_proj(self.dense_norm(batch.dense)).unsqueeze(1))
-        return parts
+        return parts, tokens, keep
 
-    def _sequence_tokens(self, name: str, batch, keep: int | None = None) -> torch.Tensor:
-        """Unpooled [B, keep, d] embeddings of the most recent `keep` slots of one sequence field (None = all);
-        ids are checked against the owner's vocabulary."""
-        emb = self.embedding
-        seq = batch.sequences[name].long()
-        if keep is not None:
-            seq = seq[:, max(seq.shape[1] - keep, 0):]
-        owner = self.spec.feature(name).vocab_owner
-        if owner in emb.table_index:
-            bound = emb.table_sizes[emb.table_index[owner]]
-            table = emb.weight
-            seq_global = torch.where(seq == 0, seq, seq + emb.table_offsets[emb.table_index[owner]])
-        else:
-            table = getattr(emb, f"frozen_{owner}")
-            bound = table.shape[0]
-        if seq.numel():
-            hi, lo = int(seq.max()), int(seq.min())
-            if hi >= bound or lo < 0:
-                raise EmbeddingIndexError(name, hi if hi >= bound else lo, bound)
-        if owner in emb.table_index:
-            return F.embedding(seq_global, table, padding_idx=0, sparse=emb.sparse)
-        return emb.projections[owner](F.embedding(seq, table))
-
-    def _merged_sequence(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """MaskNet-merged S [B, T', d] (padded slots zero) and its lengths [B]. T' drops the slots that are
-        padding in every row (and, with max_seq_len, the older ones), but keeps at least num_recent."""
+    def _merged_sequence(self, batch, tokens: dict[str, torch.Tensor], keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """MaskNet-merged S [B, T', d] (padded slots zero) and its lengths [B]. T' = `keep` drops the slots that
+        are padding in every row (and, with max_seq_len, the older ones), but keeps at least num_recent."""
         p = self.params
-        t = max(batch.sequences[n].shape[1] for n in self.seq_names)
         lengths = torch.stack([batch.lengths[n].to(torch.int64).clamp(0, batch.sequences[n].shape[1])
-                               for n in self.seq_names]).amax(0)
-        keep = t if p.max_seq_len is None else min(t, p.max_seq_len)
-        lmax = int(lengths.max()) if lengths.numel() else 0
-        keep = min(keep, max(lmax, 1))
-        lengths = lengths.clamp(max=keep)
+                               for n in self.seq_names]).amax(0).clamp(max=keep)
         width = max(keep, p.num_recent)  # room for the recent slots even in very short batches
         seqs = []
         for n in self.seq_names:  # each field's own padded slots are zeroed (fields may differ in length)
-            s = self._sequence_tokens(n, batch, keep)
+            s = tokens[n]
             own = batch.lengths[n].to(torch.int64).clamp(0, s.shape[1])
             seqs.append(s * valid_mask(own, 0, s.shape[1]).unsqueeze(-1).to(s.dtype))
         stacked = torch.stack([F.pad(s, (0, 0, width - s.shape[1], 0)) if s.shape[1] < width else s
@@ -309,25 +280,25 @@ class InterFormer(CTRModel):
         merged = self.merge(stacked)
         return merged * valid_mask(lengths, 0, width).unsqueeze(-1).to(merged.dtype), lengths
 
-    def _pooled_sequences(self, batch) -> torch.Tensor:
+    def _pooled_sequences(self, batch, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """'sole' mode: every sequence field mean-pooled over its valid slots -> [B, k, d]."""
         out = []
         for name in self.seq_names:
-            s = self._sequence_tokens(name, batch)
+            s = tokens[name]
             out.append(masked_average_pool(s, valid_mask(batch.lengths[name], 0, s.shape[1])))
         return torch.stack(out, dim=1)
 
     # -- forward -------------------------------------------------------------------------------------
     def forward(self, batch) -> torch.Tensor:
-        parts = self._field_tokens(batch)
+        parts, tokens, keep = self._lookup(batch)
         if self.params.mode == "sole" and self.seq_names:
-            parts.append(self._pooled_sequences(batch))
+            parts.append(self._pooled_sequences(batch, tokens))
         x = torch.cat(parts, dim=1)
         b = x.shape[0]
         seq = lengths = valid = None
         num_prefix = self.params.num_cls
         if self.has_sequence:
-            seq, lengths = self._merged_sequence(batch)
+            seq, lengths = self._merged_sequence(batch, tokens, keep)
             valid = valid_mask(lengths, num_prefix, seq.shape[1])
         x_sum = s_sum = None
         for layer in range(len(self.cross)):

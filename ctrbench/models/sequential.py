@@ -46,7 +46,8 @@ class SequentialModel(CTRModel):
     def make_behaviour_inputs(self) -> list[int]:
         """Build self.embedding and self.inputs (the params' groups and history cap); each group's width."""
         p = self.params
-        self.embedding = self.make_embedding()
+        grouped = [n for g in resolve_groups(self.spec, p.sequence_groups) for n in g.sequences]
+        self.embedding = self.make_embedding(unpooled=grouped)  # grouped sequences are read token by token
         self.inputs = BehaviourInputs(self.spec, self.embedding, p.sequence_groups, p.max_seq_len)
         return [self.inputs.group_width(k) for k in range(len(self.inputs.groups))]
 

@@ -73,12 +73,12 @@ class TransAct(SequentialModel):
         self.parallel = self.make_head(seq_out, output_dim=None)
         self.head = make_mlp(d_in + self.parallel.output_dim, p.mlp_hidden_units, 1, activation=p.hidden_activations)
 
-    def _group(self, k: int, fields: torch.Tensor, batch) -> torch.Tensor:
+    def _group(self, k: int, fields: torch.Tensor, group) -> torch.Tensor:
         p = self.params
-        tokens, rows, recency, lengths = self.inputs.jagged(self.embedding, batch, k)
+        tokens, rows, recency, lengths, host = group
         b = lengths.shape[0]
         target = self.inputs.target(fields, k)
-        out = self.encoders[k](torch.cat([tokens, target[rows]], dim=-1), rows, recency, lengths)
+        out = self.encoders[k](torch.cat([tokens, target[rows]], dim=-1), rows, recency, lengths, host_lengths=host)
         parts = []
         if p.first_k:  # slots oldest..newest as FuxiCTR's tfmr_out[:, -K:]; a slot without an action reads 0
             sel = recency < p.first_k
@@ -93,8 +93,8 @@ class TransAct(SequentialModel):
         return torch.cat(parts, dim=1)
 
     def forward(self, batch) -> torch.Tensor:
-        fields = self.embedding(batch)
+        fields, groups = self.inputs.lookup(self.embedding, batch)
         parts = [self.inputs.others(fields).flatten(1)]
-        parts += [self._group(k, fields, batch) for k in range(len(self.inputs.groups))]
+        parts += [self._group(k, fields, groups[k]) for k in range(len(self.inputs.groups))]
         x = torch.cat(parts, dim=1)
         return self.head(torch.cat([self.crossnet(x), self.parallel(x)], dim=1)).squeeze(1)

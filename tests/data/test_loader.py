@@ -24,7 +24,7 @@ def indexed(tmp_path_factory):
         s = slice(lo, min(N, lo + 400))
         w.append("train", {
             "categorical": np.stack([r[s] + 1, r[s] % 5 + 1], axis=1).astype(np.int32),
-            "seq__item_history": seq[s], "seq__cate_history": seq[s],
+            "seq__item_history": seq[s], "seq__cate_history": np.where(seq[s] > 0, seq[s] % 6 + 1, 0),
             "label": (r[s] % 3 == 0).astype(np.float32), "group_id": r[s].astype(np.int64) * 10,
             "oracle_p": (r[s] / N).astype(np.float32),
         })

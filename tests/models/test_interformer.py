@@ -183,7 +183,7 @@ def test_params_are_strict_and_presets_fill_only_unset_keys():
     with pytest.raises(pydantic.ValidationError):
         InterFormer.Params(mode="interleaved")
     with pytest.raises(pydantic.ValidationError):
-        InterFormer.Params(embedding_backend="fused")
+        InterFormer.Params(embedding_backend="magic")
     paper = InterFormer.Params(preset="paper")
     assert paper.embedding_dim is None and paper.num_layers == 3 and paper.head_units == [1024, 512, 256]
     assert InterFormer.Params(preset="paper", num_layers=1).num_layers == 1

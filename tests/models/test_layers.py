@@ -124,14 +124,32 @@ def test_pretrained_is_frozen_and_projected(tiny_caches):
         EmbeddingCollection(cache.spec, cache.vocab_sizes, 5)
 
 
-def test_out_of_vocabulary_id_names_the_field(tiny_caches):
+def test_out_of_vocabulary_id_names_the_field_in_debug_mode(tiny_caches):
     cache = tiny_caches["amazonelectronics_x1"]
-    emb = EmbeddingCollection(cache.spec, cache.vocab_sizes, 4)
-    b = _batch(cache, 8)
-    b.sparse.values[8 + 3] = cache.vocab_sizes["cate_id"]  # field 1 (cate_id), sample 3
-    with pytest.raises(EmbeddingIndexError, match="cate_id"):
-        emb(b)
-    b = _batch(cache, 8)
-    b.sequences["item_history"][0, -1] = -1
-    with pytest.raises(EmbeddingIndexError, match="item_history"):
-        emb(b)
+    for backend in ("torch", "fused"):
+        emb = EmbeddingCollection(cache.spec, cache.vocab_sizes, 4, backend=backend, validate_ids=True)
+        b = _batch(cache, 8)
+        b.sparse.values[8 + 3] = cache.vocab_sizes["cate_id"]  # field 1 (cate_id), sample 3
+        with pytest.raises(EmbeddingIndexError, match="cate_id"):
+            emb(b)
+        b = _batch(cache, 8)
+        b.sequences["item_history"][0, -1] = -1
+        with pytest.raises(EmbeddingIndexError, match="item_history"):
+            emb(b)
+
+
+def test_the_loader_checks_every_batch_and_names_field_split_and_row(tiny_caches):
+    cache = tiny_caches["amazonelectronics_x1"]
+    loader = BatchLoader(cache, "train", 8)
+    cat = np.array(loader._blocks["categorical"])
+    cat[11, 1] = cache.vocab_sizes["cate_id"]
+    loader._blocks["categorical"] = cat
+    next(iter(loader))  # rows 0-7 are fine
+    with pytest.raises(EmbeddingIndexError, match=r"'cate_id'.*split 'train', row 11"):
+        list(loader)
+    loader = BatchLoader(cache, "valid", 8)
+    seq = np.array(loader._blocks["seq__item_history"])
+    seq[2, -1] = -3
+    loader._blocks["seq__item_history"] = seq
+    with pytest.raises(EmbeddingIndexError, match=r"'item_history'.*-3.*row 2"):
+        next(iter(loader))

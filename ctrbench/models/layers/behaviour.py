@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ctrbench.data.batch import Batch
 from ctrbench.data.schema import DatasetSpec
@@ -68,12 +69,6 @@ def resolve_groups(spec: DatasetSpec, groups: Sequence[Sequence[str]] | None) ->
     return out
 
 
-def slot_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    """[B, width] bool: the last lengths[b] slots of a left-padded row are valid."""
-    first = width - lengths.to(torch.int64).clamp(0, width)
-    return torch.arange(width, device=lengths.device)[None, :] >= first[:, None]
-
-
 class BehaviourInputs:
     """Reads a model's behaviour groups from its EmbeddingCollection: the other fields' embeddings, each group's
     target [B, g·d] and its valid behaviours as jagged tokens [N, g·d] (row, recency, lengths)."""
@@ -110,32 +105,52 @@ class BehaviourInputs:
         """[B, g·d]: group k's target fields' embeddings, concatenated."""
         return fields.index_select(1, self.target_index[k].to(fields.device)).flatten(1)
 
-    def _group_ids(self, batch: Batch, k: int) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, int]:
-        """Group k's id tensors cut to their last L slots (left-padded to L), each field's own lengths, the
-        group's lengths and L (the longest valid run in the batch, at least 1, capped by max_len)."""
+    def _group_ids(self, batch: Batch, k: int) -> tuple[dict[str, torch.Tensor], JaggedGroup]:
+        """Group k's valid behaviours, laid out on the host from the batch's host lengths (no device read): each
+        field's ids at them ([N], 0 where a shorter field has no behaviour) and their rows / recencies."""
         names = self.groups[k].sequences
-        own = [batch.lengths[n].to(torch.int64).clamp(0, batch.sequences[n].shape[1]) for n in names]
-        lengths = torch.stack(own).amax(0)
+        own = [np.minimum(batch.host_length(n), batch.sequences[n].shape[1]) for n in names]
+        lengths = np.maximum.reduce(own)
         if self.max_len is not None:
-            lengths = lengths.clamp(max=self.max_len)
-            own = [n_len.clamp(max=self.max_len) for n_len in own]
-        keep = max(int(lengths.max()) if lengths.numel() else 0, 1)
-        ids = []
-        for n in names:
-            seq = batch.sequences[n][:, -keep:]
-            ids.append(F.pad(seq, (keep - seq.shape[1], 0)) if seq.shape[1] < keep else seq)
-        return ids, own, lengths, keep
+            lengths = np.minimum(lengths, self.max_len)
+        if lengths.size and int(lengths.max()) > self.group_slots(k):
+            raise ValueError(f"a history of {int(lengths.max())} behaviours in group {list(names)} is longer than "
+                             f"the spec's max_len {self.group_slots(k)} that the model was built for")
+        rows = np.repeat(np.arange(lengths.shape[0]), lengths)
+        recency = (np.cumsum(lengths) - 1)[rows] - np.arange(rows.shape[0])  # 0 = the row's most recent
+        device = batch.sequences[names[0]].device
+        to_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)  # noqa: E731
+        ids = {}
+        for n, n_len in zip(names, own):
+            seq = batch.sequences[n]
+            has = recency < n_len[rows]  # a shorter field reads 0 where it has no behaviour
+            col = np.where(has, seq.shape[1] - 1 - recency, 0)
+            ids[n] = seq[to_dev(rows), to_dev(col)] * to_dev(has)
+        return ids, JaggedGroup(None, to_dev(rows), to_dev(recency), to_dev(lengths), lengths)
 
-    def jagged(self, embedding: EmbeddingCollection, batch: Batch, k: int
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Group k's valid tokens only: [N, g·d] with their row [N], their distance from the row's end [N]
-        (0 = most recent) and the rows' lengths [B]; nothing is computed for padded slots."""
-        ids, own, lengths, keep = self._group_ids(batch, k)
-        rows, slots = slot_mask(lengths, keep).nonzero(as_tuple=True)
-        parts = []
-        for n, x, n_len in zip(self.groups[k].sequences, ids, own):
-            emb = embedding.sequence_ids_embedding(n, x[rows, slots])
-            ok = slots >= keep - n_len[rows]
-            parts.append(emb * ok.unsqueeze(-1).to(emb.dtype))
-        tokens = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-        return tokens, rows, keep - 1 - slots, lengths
+    def lookup(self, embedding: EmbeddingCollection, batch: Batch) -> tuple[torch.Tensor, list[JaggedGroup]]:
+        """The field embeddings [B, F, d] and, per group, its valid tokens only (JaggedGroup); one lookup."""
+        layouts, requests = [], {}
+        for k in range(len(self.groups)):
+            ids, layout = self._group_ids(batch, k)
+            requests.update(ids)
+            layouts.append(layout)
+        fields, tokens = embedding.lookup(batch, requests)
+        groups = []
+        for g, lay in zip(self.groups, layouts):
+            parts = [tokens[n] for n in g.sequences]
+            toks = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+            groups.append(lay._replace(tokens=toks))
+        return fields, groups
+
+
+class JaggedGroup(NamedTuple):
+    """A behaviour group's valid tokens only: [N, g·d], their row [N], their distance from the row's end [N]
+    (0 = most recent), the rows' lengths [B] and the same lengths on the host (numpy), which sizes the jagged
+    work (chunks, packing) without reading the device back."""
+
+    tokens: torch.Tensor | None
+    rows: torch.Tensor
+    recency: torch.Tensor
+    lengths: torch.Tensor
+    host_lengths: np.ndarray

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,13 +23,14 @@ KINDS = ("gru", "augru", "agru")
 class PackedBehaviours:
     """Time-major packing of N jagged behaviours. `perm` reorders jagged entries into packed order; per packed
     entry: `step` (0 = the row's oldest behaviour) and `rank` (its row's place in `order`, the rows sorted by
-    length, longest first); `batch_sizes` [steps] (CPU, as PackedSequence wants) and `offsets` of each step."""
+    length, longest first); `batch_sizes` (host ints, one per step, as PackedSequence keeps them) and the
+    `offsets` of each step."""
 
     perm: torch.Tensor
     step: torch.Tensor
     rank: torch.Tensor
     order: torch.Tensor
-    batch_sizes: torch.Tensor
+    batch_sizes: list[int]
     offsets: torch.Tensor
     num_rows: int  # rows with at least one behaviour (the first num_rows of `order`)
 
@@ -38,20 +40,24 @@ class PackedBehaviours:
         return torch.cat([sorted_rows, pad])[torch.argsort(self.order)]
 
 
-def pack_behaviours(rows: torch.Tensor, recency: torch.Tensor, lengths: torch.Tensor) -> PackedBehaviours:
-    """Packing of jagged behaviours given each one's row, its distance from the row's end and the rows' lengths."""
+def pack_behaviours(rows: torch.Tensor, recency: torch.Tensor, lengths: torch.Tensor,
+                    host_lengths: np.ndarray | None = None) -> PackedBehaviours:
+    """Packing of jagged behaviours given each one's row, its distance from the row's end and the rows' lengths
+    (`host_lengths`: the same lengths on the host, which size the packing without a device read)."""
     b = lengths.shape[0]
+    host = lengths.cpu().numpy() if host_lengths is None else np.asarray(host_lengths)
     lengths = lengths.to(torch.int64)
-    order = torch.argsort(lengths, descending=True, stable=True)
+    order = torch.from_numpy(np.argsort(-host, kind="stable")).to(lengths.device)
     rank_of_row = torch.empty_like(order)
     rank_of_row[order] = torch.arange(b, device=order.device)
     step = lengths[rows] - 1 - recency
     rank = rank_of_row[rows]
     perm = torch.argsort(step * b + rank)
     step, rank = step[perm], rank[perm]
-    sizes = torch.bincount(step) if step.numel() else step.new_zeros(0)
-    offsets = torch.cumsum(sizes, 0) - sizes
-    return PackedBehaviours(perm, step, rank, order, sizes.cpu(), offsets, int((lengths > 0).sum()))
+    longest = int(host.max(initial=0))
+    sizes = (host[:, None] > np.arange(longest)[None, :]).sum(0)  # rows still running at each step
+    offsets = torch.from_numpy(np.cumsum(sizes) - sizes).to(lengths.device)
+    return PackedBehaviours(perm, step, rank, order, sizes.tolist(), offsets, int((host > 0).sum()))
 
 
 class PackedGRU(nn.Module):
@@ -77,7 +83,7 @@ class PackedGRU(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         if (scores is None) != (self.kind == "gru"):
             raise ValueError(f"a {self.kind!r} GRU {'needs' if scores is None else 'takes no'} attention scores")
-        sizes = packing.batch_sizes.tolist()
+        sizes = packing.batch_sizes
         h = data.new_zeros(packing.num_rows, self.hidden_dim)
         states, finished = [], []
         # every step's input projection in one matmul; gates are separated with view+unbind, not chunk (whose

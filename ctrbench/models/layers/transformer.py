@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,43 +35,49 @@ class SequenceEncoder(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.chunk_rows = chunk_rows
 
-    def forward(self, tokens: torch.Tensor, rows: torch.Tensor, recency: torch.Tensor, lengths: torch.Tensor
-                ) -> torch.Tensor:
-        """tokens [N, D] of rows [N] at distance recency [N] from their row's end -> outputs [N, D], same order."""
+    def forward(self, tokens: torch.Tensor, rows: torch.Tensor, recency: torch.Tensor, lengths: torch.Tensor,
+                host_lengths: np.ndarray | None = None) -> torch.Tensor:
+        """tokens [N, D] of rows [N] at distance recency [N] from their row's end -> outputs [N, D], same order
+        (`host_lengths`: the lengths on the host, see run_chunked)."""
 
         def encode(dense: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
             pad = pad.clone()
             pad[:, -1] = False  # a row without tokens attends to one (zero) slot: finite, and never read
             return self.encoder(dense, src_key_padding_mask=pad)
 
-        return run_chunked(tokens, rows, recency, lengths, encode, tokens.shape[1], self.chunk_rows)
+        return run_chunked(tokens, rows, recency, lengths, encode, tokens.shape[1], self.chunk_rows, host_lengths)
 
 
 def run_chunked(tokens: torch.Tensor, rows: torch.Tensor, recency: torch.Tensor, lengths: torch.Tensor,
                 fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], out_dim: int,
-                chunk_rows: int = 256) -> torch.Tensor:
+                chunk_rows: int = 256, host_lengths: np.ndarray | None = None) -> torch.Tensor:
     """Apply a per-row sequence function to jagged tokens, in length buckets: rows sorted by length, `chunk_rows`
     at a time laid out dense [n, W, D] (left-padded to the chunk's longest row W) with the padding mask
     [n, W] (True = padding), fn(dense, pad) -> [n, W, out_dim], read back at the tokens' slots -> [N, out_dim]
-    in the input order. fn must keep rows independent of each other."""
+    in the input order. fn must keep rows independent of each other. `host_lengths` (the lengths on the host)
+    size the chunks without reading the device back."""
     if tokens.shape[0] == 0:
         return tokens.new_zeros(0, out_dim)
     b = lengths.shape[0]
+    host = lengths.cpu().numpy() if host_lengths is None else np.asarray(host_lengths)
     lengths = lengths.to(torch.int64)
-    order = torch.argsort(lengths, stable=True)  # shortest first: chunks of similar lengths
+    host_order = np.argsort(host, kind="stable")  # shortest first: chunks of similar lengths
+    order = torch.from_numpy(host_order).to(lengths.device)
     rank_of_row = torch.empty_like(order)
     rank_of_row[order] = torch.arange(b, device=order.device)
     rank = rank_of_row[rows]
     chunk = rank // chunk_rows
     perm = torch.argsort(chunk, stable=True)  # tokens grouped by chunk: one gather, then a split
-    counts = torch.bincount(chunk, minlength=(b + chunk_rows - 1) // chunk_rows).tolist()
+    sorted_host = host[host_order].astype(np.int64)
+    bounds = range(0, b, chunk_rows)
+    counts = [int(sorted_host[i:i + chunk_rows].sum()) for i in bounds]  # tokens per chunk
+    widths = [max(int(sorted_host[i:i + chunk_rows].max()), 1) for i in bounds]
     pieces = zip(tokens[perm].split(counts), (rank % chunk_rows)[perm].split(counts), recency[perm].split(counts),
-                 lengths[order].split(chunk_rows))
+                 lengths[order].split(chunk_rows), widths)
     outs = []
-    for tok, row, rec, n in pieces:
+    for tok, row, rec, n, width in pieces:
         if tok.shape[0] == 0:
             continue
-        width = max(int(n.max()), 1)
         slot = width - 1 - rec
         dense = tok.new_zeros(n.shape[0], width, tok.shape[1]).index_put((row, slot), tok)
         pad = torch.arange(width, device=n.device)[None, :] < (width - n)[:, None]

@@ -19,6 +19,7 @@ from torchrec import EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
 from torchrec.models.dlrm import DLRM
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection as TorchRecFusedEBC
 from torchrec.optim import RowWiseAdagrad
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 
 from ctrbench.kernels.embedding_bag.torchrec_compat import EmbeddingBagCollection, KJTInputError
 
@@ -136,6 +137,21 @@ def test_fused_optimizer_state_loads_from_torchrec_and_sets_lr():
     opt.param_groups[0]["lr"] = 0.25
     opt.step()
     assert ours.fused[0].lr == 0.25
+
+
+def test_apply_optimizer_in_backward_steps_like_torchrec():
+    """TorchRec's apply_optimizer_in_backward (per-parameter hooks, unfused) works on the packed weight too."""
+    tables = [EmbeddingBagConfig(name="t0", embedding_dim=4, num_embeddings=10, feature_names=["f0", "f1"])]
+    ref, ours = pair(tables, False)
+    before = ours.state_dict()["embedding_bags.t0.weight"].clone()
+    for m in (ref, ours):
+        apply_optimizer_in_backward(RowWiseAdagrad, m.parameters(), {"lr": 0.1})
+    kjt = make_kjt(["f1", "f0"], {"f0": 10, "f1": 10}, 3, 5, False)
+    ref(kjt).values().sum().backward()
+    ours(kjt).values().sum().backward()
+    after = ours.state_dict()["embedding_bags.t0.weight"]
+    torch.testing.assert_close(after, ref.state_dict()["embedding_bags.t0.weight"])
+    assert not torch.equal(after, before)
 
 
 def test_dlrm_switches_by_one_constructor_and_checkpoints_cross():

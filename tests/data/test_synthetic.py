@@ -276,3 +276,23 @@ def test_user_effects_are_shrunk_by_the_users_rows(name):
     assert effect[heavy].mean() > 3 * effect[light].mean()
     if name == "kuaivideo_x1":
         assert np.all((model.user_shrink > 0) & (model.user_shrink < 1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_categorical_value_is_the_padding_id(twins, name):
+    """0 is padding (a zero row that never learns): no twin stores it as a value, missing included."""
+    for split in ("train", "valid", "test"):
+        assert (np.asarray(twins[name].split(split)["categorical"]) > 0).all()
+
+
+@pytest.mark.parametrize("name", ["criteo", "criteo_x1", "criteo_terabyte"])
+def test_missing_categorical_is_the_ordinary_id_before_oov(twins, name):
+    cache = twins[name]
+    rates = cache.manifest["twin"]["model"]["missing_rates"]
+    cat = np.asarray(cache.split("train")["categorical"])
+    assert len(rates) >= 10
+    for j, f in enumerate(cache.spec.categorical):
+        share = float((cat[:, j] == cache.vocab_sizes[f.name] - 2).mean())  # id C-2 = missing, C-1 = OOV
+        if f.name in rates:
+            assert abs(share - rates[f.name]) < 0.02
+        assert not (cat[:, j] == cache.vocab_sizes[f.name] - 1).any()

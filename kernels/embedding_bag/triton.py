@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from ctrbench.kernels.embedding_bag import reference
+from ctrbench.kernels.triton_device import check_launch
 
 MODE_GRADS, MODE_SGD, MODE_ADAGRAD = 0, 1, 2
 
@@ -118,6 +119,8 @@ def _blocks(D: int, tile: int = 4096, max_l: int = 32):
 
 
 def forward(w, to, ft, idx, offs, psw, pooling):
+    check_launch("embedding_bag_collection (triton forward)", _ebc_fwd_kernel, weights=w, table_offsets=to,
+                 feature_table=ft, indices=idx, offsets=offs, per_sample_weights=psw)
     F = _num_features(to, ft)
     B = (offs.shape[0] - 1) // F
     D = w.shape[1]
@@ -147,6 +150,8 @@ def _sorted_segments(g, to, ft, idx, offs, psw, pooling, deterministic):
 
 
 def _segment_launch(g, to, ft, idx, offs, psw, pooling, deterministic, mode, w, m, out_dtype, lr=0.0, eps=0.0):
+    check_launch("embedding_bag_collection (triton backward)", _ebc_segment_kernel, grad_out=g, table_offsets=to,
+                 feature_table=ft, indices=idx, offsets=offs, per_sample_weights=psw, weights=w, momentum=m)
     F = _num_features(to, ft)
     D = g.shape[1] // F
     rows, seg, grad_row, scale = _sorted_segments(g, to, ft, idx, offs, psw, pooling, deterministic)
@@ -175,6 +180,8 @@ def fused_update_(w, m, g, to, ft, idx, offs, psw, pooling, optimizer, lr, eps, 
 
 
 def psw_grad(g, w, to, ft, idx, offs, pooling):
+    check_launch("embedding_bag_collection (triton psw_grad)", _ebc_psw_grad_kernel, grad_out=g, weights=w,
+                 table_offsets=to, feature_table=ft, indices=idx, offsets=offs)
     F = _num_features(to, ft)
     B = (offs.shape[0] - 1) // F
     D = w.shape[1]

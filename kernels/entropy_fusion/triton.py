@@ -11,6 +11,7 @@ import triton
 import triton.language as tl
 
 from ctrbench.kernels.entropy_fusion.reference import clamp_bound
+from ctrbench.kernels.triton_device import check_launch
 
 MAX_TILE = 2048  # elements per program (rows x padded K)
 
@@ -126,6 +127,7 @@ def _math_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def forward(logits: torch.Tensor, tau: torch.Tensor, space: str, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(fused [B], weights [B, K]) in logits' dtype; one kernel launch."""
+    check_launch("entropy_weighted_fusion (triton forward)", entropy_fusion_fwd_kernel, logits=logits, tau=tau)
     x = logits.contiguous()
     B, K = x.shape
     fused = x.new_empty(B)
@@ -146,6 +148,8 @@ def backward(
     grad_weights: torch.Tensor | None, space: str, detach_weights: bool, eps: float, need_tau_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_logits [B, K], grad_tau 0-d): one kernel launch, plus a sum of per-program partials for tau."""
+    check_launch("entropy_weighted_fusion (triton backward)", entropy_fusion_bwd_kernel, logits=logits, tau=tau,
+                 weights=weights, grad_fused=grad_fused, grad_weights=grad_weights)
     x = logits.contiguous()
     B, K = x.shape
     gx = torch.empty_like(x)

@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ctrbench.kernels.triton_device import check_launch
+
 MAX_BWD_KEYS = 256  # the backward keeps all keys of a (batch, head) in one tile
 
 
@@ -217,6 +219,8 @@ def _common(q, k, lengths, num_prefix):
 def forward(q, k, v, lengths, num_prefix: int, rope: bool, rope_base: float, scale: float,
             separate_queries: bool) -> torch.Tensor:
     """out [B, H, Nq, Dh] in q's dtype; one launch. Inputs are checked by the caller (op.py)."""
+    check_launch("interleaved_attention (triton forward)", interleaved_attention_fwd_kernel, q=q, k=k, v=v,
+                 lengths=lengths)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     B, H, Nq, Nk, Dh, P, T, lengths = _common(q, k, lengths, num_prefix)
     out = torch.empty_like(q)
@@ -242,6 +246,8 @@ class TritonShapeError(ValueError):
 def backward(grad_out, q, k, v, lengths, num_prefix: int, rope: bool, rope_base: float, scale: float,
              separate_queries: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) in the inputs' dtype; one launch."""
+    check_launch("interleaved_attention (triton backward)", interleaved_attention_bwd_kernel, grad_out=grad_out,
+                 q=q, k=k, v=v, lengths=lengths)
     q, k, v, go = q.contiguous(), k.contiguous(), v.contiguous(), grad_out.contiguous()
     B, H, Nq, Nk, Dh, P, T, lengths = _common(q, k, lengths, num_prefix)
     if Nk > MAX_BWD_KEYS:

@@ -11,9 +11,10 @@ Convention (what `count_flops` and so every run record's flops_* fields count):
 - A lookup counts 1 FLOP per element it reads (rows x dim), pooled or not, weighted or not: the add that pools
   it into its bag, counted for a plain gather (F.embedding) too, and per-sample weights or mean pooling's
   divide are not counted apart, so the torch path (mean pooling) and the fused one (the mean as per-sample
-  weights 1/n) count the same lookup alike. The weight gradient counts the same (its scatter-add); a
-  per-sample-weight gradient 2 per element (a dot product). Counted on shapes: padding ids passed to the
-  kernel count. The fused optimizer's row update inside the backward is not counted (no optimizer step is).
+  weights 1/n) count the same lookup alike. The weight gradient counts the same (its scatter-add; a plain
+  gather's sparse gradient, F.embedding(sparse=True), copies rows and counts 0); a per-sample-weight gradient
+  2 per element (a dot product). Counted on shapes: padding ids passed to a lookup count. The fused
+  optimizer's row update inside the backward is not counted (no optimizer step is).
 - Interleaved attention counts torch's scaled-dot-product formulas (2 matmuls forward, 5 backward, the
   padded slots included) plus 3 FLOPs per rotated element when rope is on (2 multiplies and an add).
 - Entropy-weighted fusion counts per member logit 7 FLOPs forward (confidence 4, /tau 1, weighted sum 2;
@@ -35,7 +36,6 @@ from torch.utils import flop_counter
 
 import ctrbench.kernels  # noqa: F401  (registers every torch.ops.ctrbench op)
 from ctrbench.kernels.backend import load_extension
-from ctrbench.kernels import embedding_bag, entropy_fusion, interleaved_attention  # noqa: F401
 
 FLOPS_NOTE = ("multiply-add = 2; element-wise arithmetic 1 per element; lookups 1 per element read; "
               "activations, softmax, normalisation and the optimizer step 0 (ctrbench.flops)")

@@ -79,6 +79,10 @@ def test_dnn_counts_matmuls_and_lookups(caches):
     assert by_op["aten._embedding_bag_backward"] == by_op["aten._embedding_bag"] == B * N_CAT * d
     hidden = _model(cache, "dnn", embedding_dim=d, hidden_units=[h])
     assert count_flops(hidden, _batch(cache), train=False) == B * (inputs + 2 * (N_FIELDS * d * h + h))
+    # the fused embedding path counts the same lookups and lookup gradients as the torch path
+    fused = count_flops_by_op(_model(cache, "dnn", embedding_dim=d, hidden_units=[], embedding_backend="fused"),
+                              _batch(cache), train=True)
+    assert fused["ctrbench.embedding_bag_collection"] == fused["ctrbench.ebc_grad_rows"] == B * N_CAT * d
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])

@@ -17,11 +17,27 @@ from typing import Any, Callable, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from ctrbench.errors import CtrbenchError
 from ctrbench.search.objective import METRIC_DIRECTIONS, CostTerm, Metric, Objective
 
 EVALUATION_KINDS = ("train", "inherit", "proxy", "predict", "lookup", "measure")
 EvaluationKind = Literal["train", "inherit", "proxy", "predict", "lookup", "measure"]
 MINIMISED = tuple(m for m, d in METRIC_DIRECTIONS.items() if d < 0)
+
+
+class NoEvaluatorError(CtrbenchError, KeyError):
+    """A candidate names an evaluation kind the search has no evaluator for."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def check_kinds(batch: list["Candidate"], kinds) -> None:
+    """Refuse a batch holding a candidate whose evaluation kind is not among `kinds` (never run it as another)."""
+    for c in batch:
+        if c.evaluation not in kinds:
+            raise NoEvaluatorError(f"candidate {c.index} is evaluated by {c.evaluation!r}, but this search has "
+                                   f"evaluators for: {', '.join(sorted(kinds)) or 'none'}")
 
 
 @dataclass(frozen=True)
@@ -141,7 +157,9 @@ def run_search(searcher: Searcher, evaluate: Callable[[list[Candidate]], list[Ev
     """Drive a searcher: ask, evaluate the batch, repeat. With a journal (journal.SearchJournal) the searcher's
     state is saved after every ask and every evaluation is appended, and a journal that already holds a search
     resumes it: the state is restored, the unevaluated part of the last batch is evaluated, and asking goes on
-    exactly as if the search had never stopped."""
+    exactly as if the search had never stopped. `evaluate.kinds` lists the evaluation kinds it handles (a plain
+    function, like the harness's run path, handles `train` only); a candidate of another kind is an error."""
+    kinds = getattr(evaluate, "kinds", ("train",))
     history: list[Evaluation] = []
     pending: list[Candidate] = []
     if journal is not None:
@@ -159,6 +177,7 @@ def run_search(searcher: Searcher, evaluate: Callable[[list[Candidate]], list[Ev
                 break
             if journal is not None:
                 journal.save_state(searcher.state_dict(), pending)
+        check_kinds(pending, kinds)
         for e in evaluate(pending):
             history.append(e)
             if journal is not None:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from ctrbench.search.base import Candidate, Evaluation, run_search
-from ctrbench.search.evaluators.base import NoEvaluatorError, dispatch
+from ctrbench.search.base import Candidate, Evaluation, NoEvaluatorError, run_search
+from ctrbench.search.evaluators.base import dispatch
 from ctrbench.search.evaluators.lookup import LookupEvaluator
 from ctrbench.search.journal import FileJournal
 from ctrbench.search.objective import CostTerm, Objective, ObjectiveError
@@ -160,6 +160,13 @@ def test_candidates_name_their_evaluation_and_dispatch_by_kind():
     assert seen == {"proxy": [0, 2], "lookup": [1]}
     with pytest.raises(NoEvaluatorError, match="candidate 1 is evaluated by 'lookup'.*for: proxy"):
         dispatch({"proxy": by("proxy")})(batch)
+    # a plain evaluate function (the harness's run path) trains: a searcher asking for another kind is refused
+    cls = get_searcher_class("random")
+    lookup_search = cls(cls.Params(space="nasrec_small", space_options={"scale": 0.125}, evaluation="lookup"))
+    with pytest.raises(NoEvaluatorError, match="candidate 0 is evaluated by 'lookup'.*for: train"):
+        run_search(lookup_search, toy_evaluate())
+    lookup_search = cls(cls.Params(space="nasrec_small", space_options={"scale": 0.125}, evaluation="lookup"))
+    assert len(run_search(lookup_search, dispatch({"lookup": toy_evaluate()})).history) == 4
 
 
 def test_objective_directions_and_cost_terms():

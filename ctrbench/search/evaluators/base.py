@@ -4,17 +4,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Callable, ClassVar
 
-from ctrbench.errors import CtrbenchError
-from ctrbench.search.base import Candidate, Evaluation
+from ctrbench.search.base import Candidate, Evaluation, check_kinds
 
 Evaluate = Callable[[list[Candidate]], list[Evaluation]]
-
-
-class NoEvaluatorError(CtrbenchError, KeyError):
-    """A candidate names an evaluation kind no evaluator was given for."""
-
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 class Evaluator(ABC):
@@ -32,13 +24,12 @@ def dispatch(evaluators: dict[str, Evaluate]) -> Evaluate:
     kinds may share one batch) and returns the evaluations in the batch's order."""
 
     def evaluate(batch: list[Candidate]) -> list[Evaluation]:
+        check_kinds(batch, evaluators)
         by_kind: dict[str, list[Candidate]] = {}
         for c in batch:
-            if c.evaluation not in evaluators:
-                raise NoEvaluatorError(f"candidate {c.index} is evaluated by {c.evaluation!r}, but this search has "
-                                       f"evaluators for: {', '.join(sorted(evaluators)) or 'none'}")
             by_kind.setdefault(c.evaluation, []).append(c)
         done = {e.candidate.index: e for kind, cs in by_kind.items() for e in evaluators[kind](cs)}
         return [done[c.index] for c in batch]
 
+    evaluate.kinds = tuple(evaluators)
     return evaluate

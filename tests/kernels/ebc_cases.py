@@ -33,8 +33,8 @@ class Case:
 
 
 def make_case(rows=(4, 9, 1), B=5, D=7, max_len=3, seed=0, idx_dtype=torch.int64, psw=False, pooling="sum",
-              feature_table=None, dtype=torch.float32, lengths=None, dup=False, last_row=False) -> Case:
-    """Random case: tables with `rows` rows, F features (feature_table or one per table), B bags each."""
+              feature_table=None, dtype=torch.float32, lengths=None, dup=False, last_row=False, device="cpu") -> Case:
+    """Random case on `device`: tables with `rows` rows, F features (feature_table or one per table), B bags each."""
     g = torch.Generator().manual_seed(seed)
     to = torch.tensor([0] + list(rows), dtype=torch.int64).cumsum(0)
     ft = torch.tensor(feature_table, dtype=torch.int64) if feature_table is not None else None
@@ -57,7 +57,8 @@ def make_case(rows=(4, 9, 1), B=5, D=7, max_len=3, seed=0, idx_dtype=torch.int64
             ids.append(torch.randint(0, r, (n,), generator=g))
     idx = torch.cat(ids).to(idx_dtype) if ids else torch.zeros(0, dtype=idx_dtype)
     p = torch.rand(idx.shape[0], generator=g, dtype=dtype) if psw else None
-    return Case(W, to, idx, offs.to(idx_dtype), p, ft, pooling)
+    on = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return Case(on(W), on(to), on(idx), on(offs.to(idx_dtype)), on(p), on(ft), pooling)
 
 
 def tol(dtype):
@@ -72,7 +73,7 @@ def check_backend(c: Case, backend: str, steps: int = 2) -> None:
     want = ref.forward(c.weights, c.table_offsets, c.indices, c.offsets, c.psw, c.pooling, c.feature_table)
     torch.testing.assert_close(out, want, **t)
     assert out.shape == (c.B, c.F * c.D)
-    g = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+    g = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1)).to(out.device)
     rows, grads = ebc_op.grad_rows(g, c.table_offsets, c.indices, c.offsets, c.psw, backend=backend, **kw)
     rows_r, grads_r = ref.grad_rows(g, c.table_offsets, c.indices, c.offsets, c.psw, c.pooling, c.feature_table)
     assert torch.equal(rows, rows_r)
@@ -85,7 +86,7 @@ def check_backend(c: Case, backend: str, steps: int = 2) -> None:
     mdtype = torch.float64 if c.weights.dtype == torch.float64 else torch.float32
     for opt in ("sgd", "rowwise_adagrad"):
         w1, w2 = c.weights.clone(), c.weights.clone()
-        m1 = torch.rand(c.weights.shape[0], dtype=mdtype, generator=torch.Generator().manual_seed(2))
+        m1 = torch.rand(c.weights.shape[0], dtype=mdtype, generator=torch.Generator().manual_seed(2)).to(out.device)
         m2 = m1.clone()
         for step in range(steps):
             gs = g * (step + 1)
@@ -126,12 +127,12 @@ def call_helper(helper: str, backend: str, c: Case, change: dict, weights: torch
     """Call ebc_op.grad_rows or ebc_op.fused_update_ on case `c` with the inputs in `change` replaced."""
     args = dict(weights=c.weights if weights is None else weights, table_offsets=c.table_offsets,
                 indices=c.indices, offsets=c.offsets, per_sample_weights=None,
-                grad_out=torch.ones(c.B, c.F * c.D, dtype=c.weights.dtype))
+                grad_out=torch.ones(c.B, c.F * c.D, dtype=c.weights.dtype, device=c.weights.device))
     args.update(change)
     ids = (args["table_offsets"], args["indices"], args["offsets"], args["per_sample_weights"])
     if helper == "grad_rows":
         return ebc_op.grad_rows(args["grad_out"], *ids, backend=backend)
-    momentum = torch.zeros(args["weights"].shape[0])
+    momentum = torch.zeros(args["weights"].shape[0], device=args["weights"].device)
     optimizer = helper.removeprefix("fused_update_")
     return ebc_op.fused_update_(args["weights"], momentum, args["grad_out"], *ids, optimizer=optimizer,
                                 backend=backend)

@@ -18,8 +18,8 @@ def run_with_grads(fn, logits, tau, space, detach, seed=1):
     """(fused, weights, d logits, d tau) for loss = <gf, fused> + <gw, weights>; None grads become zeros."""
     gen = torch.Generator().manual_seed(seed)
     B, K = logits.shape
-    gf = torch.randn(B, generator=gen, dtype=torch.float64).to(logits.dtype)
-    gw = torch.randn(B, K, generator=gen, dtype=torch.float64).to(logits.dtype)
+    gf = torch.randn(B, generator=gen, dtype=torch.float64).to(logits.device, logits.dtype)
+    gw = torch.randn(B, K, generator=gen, dtype=torch.float64).to(logits.device, logits.dtype)
     x = logits.detach().clone().requires_grad_(True)
     t = tau.detach().clone().requires_grad_(True)
     fused, weights = fn(x, t, space, detach)
@@ -37,7 +37,7 @@ def run_with_grads(fn, logits, tau, space, detach, seed=1):
 def check_backend(backend: str, logits: torch.Tensor, tau: float, space: str, detach: bool) -> None:
     """Backend vs reference (autograd), in the logits' dtype; tau's gradient compared relative to B."""
     dtype = logits.dtype
-    t = torch.tensor(tau, dtype=dtype)
+    t = torch.tensor(tau, dtype=dtype, device=logits.device)
     got = run_with_grads(lambda x, tt, s, d: entropy_weighted_fusion(x, tt, s, d, backend=backend), logits, t, space, detach)
     want = run_with_grads(lambda x, tt, s, d: entropy_weighted_fusion_reference(x.double(), tt.double(), s, d),
                           logits, t, space, detach)

@@ -111,3 +111,33 @@ def test_op_package_has_verify_bench_and_aot_specs(op):
     assert callable(verify.verify) and callable(bench.bench)
     source = (ROOT / "kernels" / op / "triton.py").read_text()
     assert "AOT_SPECS" in source, f"kernels/{op}/triton.py defines no AOT_SPECS"
+
+
+# .ci/gpu_check's control flow, with a stand-in python (the real steps need a GPU box): each step writes its log
+# to $OUT, passes on the command's exit status, and stops at its time limit.
+FAKE_PYTHON = """#!/usr/bin/env bash
+[ "$1" = "-c" ] && exit 0                      # "is the extension built with CUDA?": yes, so no build
+echo "ran: $*"; sleep "${FAKE_SLEEP:-0}"; exit "${FAKE_RC:-0}"
+"""
+
+
+@pytest.mark.parametrize("step,log", [("verify", "verify_cuda.txt"), ("pytest", "pytest_cuda.txt"),
+                                      ("bench", "bench.log")])
+@pytest.mark.parametrize("fake,want_rc,want_text", [({}, 0, "ran: -m"), ({"FAKE_RC": "3"}, 1, "ran: -m"),
+                                                    ({"FAKE_SLEEP": "5", "STEP_LIMIT": "1"}, 1, "timed out after 1 s")],
+                         ids=["passes", "fails", "times-out"])
+def test_gpu_check_steps(tmp_path, step, log, fake, want_rc, want_text):
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": str(python), "OUT": str(out), **fake}
+    proc = subprocess.run([str(ROOT / ".ci" / "gpu_check"), step], capture_output=True, text=True, env=env,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == want_rc, proc.stdout + proc.stderr
+    assert want_text in (out / log).read_text()
+
+
+def test_gpu_check_needs_a_step():
+    proc = subprocess.run([str(ROOT / ".ci" / "gpu_check")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "build|verify|pytest|bench" in proc.stderr

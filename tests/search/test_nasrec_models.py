@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from torch.utils.flop_counter import FlopCounterMode
 
 from ctrbench.data.loader import BatchLoader
+from ctrbench.errors import ParamError
 from ctrbench.models import build_model
 from ctrbench.search.registry import get_space
 
@@ -139,6 +140,8 @@ def test_bad_points_and_paths_are_refused(tiny_cache):
     point["blocks"][1]["dense_left_idx"] = 2
     with pytest.raises(ValidationError, match="blocks\\[1\\] reads source 2"):
         build_model("nasrec_subnet", tiny_cache.spec, tiny_cache.vocab_sizes, {"point": point})
+    with pytest.raises(ParamError, match="needs a point"):
+        build_model("nasrec_subnet", tiny_cache.spec, tiny_cache.vocab_sizes, {})
     sup = build_model("nasrec_supernet", tiny_cache.spec, tiny_cache.vocab_sizes, {"space": "small", "scale": SCALE})
     wide = get_space("nasrec_small").sample(np.random.default_rng(0))
     with pytest.raises(ValueError, match="exceed the supernet's|dp_tokens"):

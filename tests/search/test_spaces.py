@@ -123,7 +123,7 @@ def test_bad_nasrec_points_name_the_block():
 
 
 def test_space_options_are_checked():
-    with pytest.raises(SpacePointError, match="merges widths"):
+    with pytest.raises(SpaceOptionsError, match="search space 'nasrec_small': scale 0.01 merges widths"):
         get_space("nasrec_small", scale=0.01)
     with pytest.raises(SpaceOptionsError, match="unknown option 'width'.*valid: scale"):
         get_space("nasrec_small", width=2)

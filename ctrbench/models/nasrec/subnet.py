@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ctrbench.errors import ParamError
 from ctrbench.models.nasrec.arch import NASRecPoint, point_flops, stream_shapes
 from ctrbench.models.nasrec.net import Block, BlockLayouts, BlockPath, NASRecNet
 from ctrbench.models.nasrec.supernet import NASRecParams, NASRecSupernet
@@ -25,10 +26,16 @@ class NASRecSubnet(NASRecNet):
     """The architecture `point` (a NASRec point: dp_tokens and one choice per block), each node at its width."""
 
     class Params(NASRecParams):
-        point: NASRecPoint = Field(description="the architecture (ctrbench.models.nasrec.arch.NASRecPoint)")
+        point: NASRecPoint | None = Field(None, description="the architecture (ctrbench.models.nasrec.arch."
+                                          "NASRecPoint); required to build -- a searcher entry's candidates carry it")
+
+        def check_dataset(self, spec) -> None:
+            if self.point is None:
+                raise ParamError("point", "nasrec_subnet needs a point (the architecture to build)")
 
     def __init__(self, spec, vocab_sizes, params=None, tables=None):
         super().__init__(spec, vocab_sizes, params, tables)
+        self.params.check_dataset(spec)
         point, emb = self.params.point, self.embedding_dim
         shapes, lays = point_layouts(point, self.n_dense, self.n_sparse)
         blocks = [Block(lay, (b.dense_node,), (b.sparse_node,), b.dense_dim, b.sparse_dim, emb=emb, k=point.dp_tokens,

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ctrbench.models.nasrec.arch import (ARCH_CONFIGS, MACRO_FIELDS, MAX_INPUTS, MICRO_FIELDS, ArchConfig,
                                          NASRecPoint, draw_field, point_flops, sample_point)
-from ctrbench.search.registry import register_space
+from ctrbench.search.registry import SpaceOptionsError, register_space
 from ctrbench.search.spaces.space import Space, SpacePointError
 
 EMBEDDING_DIM = 16  # NASRec's embedding width (the subnet's default)
@@ -30,7 +30,7 @@ class NASRecSpace(Space):
         try:
             self.cfg = cfg.scaled(scale)
         except ValueError as exc:
-            raise SpacePointError(name, "scale", str(exc)) from None
+            raise SpaceOptionsError(f"search space {name!r}: {exc}") from None
         self.name, self.scale = name, scale
         self.n = self.cfg.num_blocks
 

@@ -49,16 +49,18 @@ def configs_and_kjt(draw, one_pooling=False):
     keys = draw(st.permutations(sorted(rows) + (["unused"] if draw(st.booleans()) else [])))
     B = draw(st.integers(1, 4))
     seed = draw(st.integers(0, 2**16))
-    return tables, make_kjt(keys, rows, B, seed, weighted), weighted
+    dtypes = draw(st.tuples(st.sampled_from([torch.int32, torch.int64]), st.sampled_from([torch.int32, torch.int64])))
+    return tables, make_kjt(keys, rows, B, seed, weighted, dtypes=dtypes), weighted
 
 
-def make_kjt(keys, rows, B, seed, weighted, max_len=3):
+def make_kjt(keys, rows, B, seed, weighted, max_len=3, dtypes=(torch.int64, torch.int64)):
+    """A random KJT (values / lengths dtypes `dtypes`) whose ids fit the smallest table reading each key."""
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(0, max_len + 1, (len(keys) * B,), generator=g)
     values = torch.cat([torch.randint(0, rows.get(k, 5), (int(lengths[i * B:(i + 1) * B].sum()),), generator=g)
                         for i, k in enumerate(keys)])
     weights = torch.rand(values.shape[0], generator=g) if weighted else None
-    return KeyedJaggedTensor.from_lengths_sync(keys, values, lengths, weights=weights)
+    return KeyedJaggedTensor.from_lengths_sync(keys, values.to(dtypes[0]), lengths.to(dtypes[1]), weights=weights)
 
 
 def pair(tables, weighted, **kwargs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from ctrbench.errors import CtrbenchError
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: a ctrbench error is one `error:` line (exit 2); Ctrl-C or SIGTERM is one line too
+    (exit 128 + the signal's number), after the command has marked what it left unfinished."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -31,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     except CtrbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name}): unfinished runs are marked interrupted; the same "
+              "command resumes them", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

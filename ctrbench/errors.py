@@ -1,6 +1,8 @@
 """Typed errors that say where: DataError (file, line, field) and ConfigError (YAML path)."""
 from __future__ import annotations
 
+import signal
+
 
 class CtrbenchError(Exception):
     """Base of ctrbench's own errors."""
@@ -50,3 +52,16 @@ class ParamError(CtrbenchError, ValueError):
     def __init__(self, param: str | None, message: str):  # None: the model itself does not fit the dataset
         self.param = param
         super().__init__(message)
+
+
+class StoreError(CtrbenchError):
+    """The run store cannot be used (missing when read, not SQLite, corrupt, locked); the message names the file
+    and what to do."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the work (handled alike); `signum` says which, for the exit status 128 + signum."""
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        super().__init__(signal.Signals(self.signum).name)

@@ -61,6 +61,7 @@ def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord 
     rec = record or RunRecord.from_spec(run, host=socket.gethostname(), pid=os.getpid(),
                                         pid_start=process_start_time(os.getpid()), started_at=utc_now())
     t0 = time.perf_counter()
+    torch.set_grad_enabled(True)  # whatever an earlier run (or an interrupt inside one) left in this process
     try:
         cfg = TrainConfig(**run.train)
         with torch_threads(cfg.threads):

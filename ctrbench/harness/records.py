@@ -1,7 +1,8 @@
 """RunSpec (what to run) and RunRecord (what came out): the harness's two value types.
 
 A run's identity is the hash of its canonical config (entry, model, params, train config, dataset +
-source + rows + data seed + a twin's generator version and options, seed, system knobs, search link) — never
+source + rows + data seed + a twin's generator version and options or a real dataset's prepared cache, seed,
+system knobs, search link) — never
 the suite name, so a suite can be renamed or re-run and still find its finished runs. RunRecord is the run
 store's row and CubicML's training data (docs/design.md "The run record"): keep it stable; add fields, never rename.
 """
@@ -22,16 +23,36 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def dataset_identity(name: str, source: str, rows: int | None, data_seed: int, twin: dict | None) -> dict:
-    """The dataset part of a run's or a search's identity. A twin's generator version is in it, so a suite rerun
-    after the generator changed runs again instead of resuming the old twin's results as finished; the twin
-    options only when set."""
+def dataset_identity(name: str, source: str, rows: int | None, data_seed: int, twin: dict | None,
+                     cache: dict | None = None) -> dict:
+    """The dataset part of a run's or a search's identity. A twin's generator version is in it, and a real
+    dataset's prepared cache (`cache_identity`), so a suite rerun after the generator changed or the data was
+    prepared again runs again instead of resuming results of other data as finished; the twin options only
+    when set."""
     d = {"name": name, "source": source, "rows": rows, "data_seed": data_seed}
     if source == "synthetic":
         from ctrbench.data.synthetic import GENERATOR_VERSION
 
         d["generator"] = GENERATOR_VERSION
+    if source == "real" and cache:
+        d["cache"] = cache
     return d | ({"twin": twin} if twin else {})
+
+
+def cache_identity(manifest: dict) -> dict:
+    """What identifies a prepared real-data cache, from its manifest: the reading protocol, each source file's
+    md5 (its size where prepared without checksums), the rows per split, how bad rows were handled and a digest
+    of all that with the vocabulary sizes and the cache format."""
+    files = (manifest.get("source") or {}).get("files") or {}
+    ident = {
+        "protocol": manifest.get("protocol"),
+        "files": {name: f.get("md5") or f"size {f.get('size')}" for name, f in sorted(files.items())},
+        "rows": {split: info.get("rows") for split, info in sorted((manifest.get("splits") or {}).items())},
+        "on_bad_rows": manifest.get("on_bad_rows"),
+    }
+    digest_of = {**ident, "vocab_sizes": manifest.get("vocab_sizes"), "format": manifest.get("format_version"),
+                 "bad_rows_skipped": manifest.get("bad_rows_skipped")}
+    return ident | {"digest": hashlib.sha256(canonical_json(digest_of).encode()).hexdigest()[:16]}
 
 
 @dataclass(frozen=True)
@@ -53,10 +74,11 @@ class RunSpec:
     search_id: str | None = None
     candidate_index: int | None = None
     twin: dict = field(default_factory=dict)  # the twin's generator options (suite `twin:`); {} = the defaults
+    cache: dict = field(default_factory=dict)  # source real: the prepared cache's cache_identity (Suite.with_caches)
 
     def identity(self) -> dict:
         """The canonical config whose hash identifies the run (no suite name)."""
-        dataset = dataset_identity(self.dataset, self.source, self.rows, self.data_seed, self.twin)
+        dataset = dataset_identity(self.dataset, self.source, self.rows, self.data_seed, self.twin, self.cache)
         ident = {
             "entry": self.entry,
             "model": self.model,

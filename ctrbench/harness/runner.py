@@ -15,19 +15,21 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctrbench.errors import CtrbenchError
+from ctrbench.errors import CtrbenchError, Interrupted
+from ctrbench.harness import signals
 from ctrbench.harness.execute import execute_run
-from ctrbench.harness.records import RunRecord, RunSpec, canonical_json
+from ctrbench.harness.records import DONE, RunRecord, RunSpec, canonical_json
 from ctrbench.harness.store import RunStore, utc_now
 from ctrbench.harness.suite import SearchSpec, Suite
 from ctrbench.search.base import Evaluation, run_search
 
 EXECUTORS = ("local", "process", "ray")
+TERM_GRACE_S = 5.0  # how long stopped pool workers get to mark their runs interrupted before SIGKILL
 
 
 class HarnessError(CtrbenchError):
@@ -45,27 +47,22 @@ class Progress:
 
 @contextmanager
 def interrupt_marking(store: RunStore, config_hash: str):
-    """While a run executes: SIGTERM raises KeyboardInterrupt, and an interrupt marks the run interrupted."""
-    main = threading.current_thread() is threading.main_thread()
-    old = None
-    if main:
-        def on_term(signum, frame):
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        old = signal.signal(signal.SIGTERM, on_term)
+    """While a run executes: SIGINT/SIGTERM raise Interrupted, and an interrupt marks the run interrupted."""
     try:
-        yield
+        with signals.interrupt_signals():
+            yield
     except (KeyboardInterrupt, SystemExit) as exc:
         store.mark_interrupted(config_hash, f"{type(exc).__name__} {exc}".strip())
         raise
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, old)
 
 
 def run_claimed(store: RunStore, spec: RunSpec, *, force: bool, data_root, command: str | None,
                 progress: Progress | None = None) -> tuple[str, RunRecord]:
-    """Claim `spec` in the store, execute it if ours, write the result. Returns (outcome, record)."""
+    """Claim `spec` in the store, execute it if ours, write the result. Returns (outcome, record). After an
+    interrupt nothing new is claimed, and a run that did not finish is marked interrupted: a failure the
+    interrupt caused (a worker half torn down) is never stored as a result."""
+    if signals.requested():
+        raise Interrupted(signal.SIGINT)
     claim = store.claim(spec, force=force, command=command)
     if claim.outcome != "run":
         return claim.outcome, claim.record
@@ -74,6 +71,8 @@ def run_claimed(store: RunStore, spec: RunSpec, *, force: bool, data_root, comma
     with interrupt_marking(store, spec.config_hash):
         rec = execute_run(spec, data_root=data_root, callbacks=progress.fit_callbacks(spec) if progress else None,
                           record=claim.record)
+        if signals.requested() and rec.status not in DONE:
+            raise Interrupted(signal.SIGINT)
     store.finish(rec)
     return "run", rec
 
@@ -102,19 +101,33 @@ class LocalExecutor:
 _WORKER_STORE: dict[str, RunStore] = {}
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent_pid: int) -> None:
+    """A pool worker ignores Ctrl-C (the parent stops the pool), exits on SIGTERM (marking its run interrupted
+    first, see run_claimed) and gets SIGTERM when the parent dies."""
     import torch
 
     torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_exit)
+    signals.die_with_parent(parent_pid)
+
+
+def _worker_exit(signum, frame) -> None:
+    """SIGTERM between runs: leave at once (nothing is running, nothing new may start)."""
+    os._exit(128 + signum)
 
 
 def _worker_run(spec_d: dict, store_path: str, force: bool, data_root, command) -> tuple[str, dict]:
-    """Runs in a pool worker: claim, execute, and write the record itself."""
+    """Runs in a pool worker: claim, execute, and write the record itself. An interrupt ends the worker, so it
+    never takes another run (with whatever state the interrupt left, e.g. grad mode off)."""
     store = _WORKER_STORE.get(store_path)
     if store is None:
         store = _WORKER_STORE[store_path] = RunStore(store_path)
-    outcome, rec = run_claimed(store, RunSpec.from_dict(spec_d), force=force, data_root=data_root, command=command)
+    try:
+        outcome, rec = run_claimed(store, RunSpec.from_dict(spec_d), force=force, data_root=data_root,
+                                   command=command)
+    except KeyboardInterrupt as exc:
+        os._exit(128 + getattr(exc, "signum", signal.SIGTERM))
     return outcome, rec.to_dict()
 
 
@@ -135,13 +148,14 @@ class ProcessExecutor:
         self.workers = workers or usable_cores()
         threads = max(1, usable_cores() // self.workers)
         self.pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                           initializer=_worker_init, initargs=(threads,))
+                                           initializer=_worker_init, initargs=(threads, os.getpid()))
 
     def run(self, specs: list[RunSpec]) -> list[RunRecord]:
-        futs = {self.pool.submit(_worker_run, s.to_dict(), str(self.store.path), self.force, self.data_root,
-                                 self.command): i for i, s in enumerate(specs)}
         out: list[RunRecord | None] = [None] * len(specs)
         try:
+            with signals.ignored(signal.SIGINT):  # workers spawn on submit: they start with Ctrl-C ignored
+                futs = {self.pool.submit(_worker_run, s.to_dict(), str(self.store.path), self.force, self.data_root,
+                                         self.command): i for i, s in enumerate(specs)}
             for fut in cf.as_completed(futs):
                 i = futs[fut]
                 try:
@@ -153,19 +167,26 @@ class ProcessExecutor:
                 out[i] = RunRecord.from_dict(d)
                 self.progress.run_end(specs[i], out[i], outcome)
         except BaseException:
-            self._terminate()
+            with signals.ignored(signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C does not cut the clean-up
+                self._terminate()
             raise
         return out  # type: ignore[return-value]
 
     def _terminate(self) -> None:
-        """Stop the workers with SIGTERM (each marks its run interrupted), then drop the pool."""
-        procs = list(getattr(self.pool, "_processes", {}).values())
+        """Cancel the queued runs, stop the workers with SIGTERM (each marks its run interrupted and exits),
+        SIGKILL any still alive after TERM_GRACE_S, and mark the runs of killed workers interrupted."""
+        procs = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
         for p in procs:
             if p.is_alive():
                 p.terminate()
+        deadline = time.monotonic() + TERM_GRACE_S
         for p in procs:
-            p.join(timeout=10)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
         self.store.recover()
 
     def close(self) -> None:
@@ -263,8 +284,9 @@ class SuiteResult:
     records: list[RunRecord]  # every run of the suite, candidates included, in suite order
     searches: list[dict] = field(default_factory=list)
     executed: int = 0
-    skipped: int = 0
+    skipped: int = 0  # finished before
     recovered: list[str] = field(default_factory=list)
+    busy: int = 0  # claimed by another live process: not run here, not finished either
 
 
 def _run_search(suite: Suite, search: SearchSpec, ex, store: RunStore, reg) -> tuple[dict, list[RunRecord]]:
@@ -291,11 +313,6 @@ def _run_search(suite: Suite, search: SearchSpec, ex, store: RunStore, reg) -> t
             "metric": metric, **summary}, records
 
 
-def planned_runs(suite: Suite) -> int:
-    """Runs the suite will execute or skip (model runs + each search's budget where it declares one)."""
-    return len(suite.runs) + sum(int(s.options.get("budget", 0)) for s in suite.searches)
-
-
 def prepare_datasets(suite: Suite, data_root=None) -> None:
     """Open (building twins on first use) every dataset the suite uses, once, in this process: workers then
     only open finished caches (no two processes build the same twin), and a dataset that is not prepared
@@ -315,34 +332,38 @@ def prepare_datasets(suite: Suite, data_root=None) -> None:
 def run_suite(suite: Suite, store: RunStore, *, executor: str = "local", workers: int | None = None,
               address: str | None = None, data_root=None, force: bool = False, command: str | None = None,
               progress: Progress | None = None) -> SuiteResult:
-    """Run every run and search of `suite` (skipping finished ones unless `force`) and return the records."""
-    progress = progress or Progress()
-    recovered = store.recover()
-    prepare_datasets(suite, data_root)
-    progress.suite_start(planned_runs(suite))
-    counting = _Counting(progress)
-    ex = make_executor(executor, store, workers=workers, address=address, force=force, data_root=data_root,
-                       command=command, progress=counting)
-    try:
-        records = ex.run(suite.runs)
-        searches = []
-        from ctrbench.harness.suite import Registries
+    """Run every run and search of `suite` (skipping finished ones unless `force`) and return the records.
+    SIGINT and SIGTERM stop it alike (Interrupted, a KeyboardInterrupt), leaving no run "running"."""
+    from ctrbench.harness.suite import Registries
 
-        reg = suite.registries or Registries.default()
-        for s in suite.searches:
-            summary, recs = _run_search(suite, s, ex, store, reg)
-            searches.append(summary)
-            records.extend(recs)
-    finally:
-        ex.close()
-    return SuiteResult(records, searches, counting.executed, counting.skipped, recovered)
+    progress = progress or Progress()
+    signals.clear()
+    with signals.interrupt_signals():
+        recovered = store.recover()
+        prepare_datasets(suite, data_root)
+        suite = suite.with_caches(data_root)
+        progress.suite_start(suite.planned_runs)
+        counting = _Counting(progress)
+        ex = make_executor(executor, store, workers=workers, address=address, force=force, data_root=data_root,
+                           command=command, progress=counting)
+        try:
+            records = ex.run(suite.runs)
+            searches = []
+            reg = suite.registries or Registries.default()
+            for s in suite.searches:
+                summary, recs = _run_search(suite, s, ex, store, reg)
+                searches.append(summary)
+                records.extend(recs)
+        finally:
+            ex.close()
+    return SuiteResult(records, searches, counting.executed, counting.skipped, recovered, counting.busy)
 
 
 class _Counting(Progress):
     """Counts executed/skipped runs while forwarding to the user's progress."""
 
     def __init__(self, inner: Progress):
-        self.inner, self.executed, self.skipped = inner, 0, 0
+        self.inner, self.executed, self.skipped, self.busy = inner, 0, 0, 0
 
     def suite_start(self, total_runs):
         self.inner.suite_start(total_runs)
@@ -353,6 +374,8 @@ class _Counting(Progress):
     def run_end(self, spec, record, outcome):
         if outcome == "run":
             self.executed += 1
+        elif outcome == "busy":
+            self.busy += 1
         else:
             self.skipped += 1
         self.inner.run_end(spec, record, outcome)

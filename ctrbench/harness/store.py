@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ctrbench.errors import StoreError
 from ctrbench.harness.records import DONE, RunRecord, RunSpec, canonical_json, scalar_columns
 
 BUSY_TIMEOUT_MS = 60_000
@@ -74,15 +75,50 @@ SEARCH_COLUMNS = {"suite", "entry", "searcher", "dataset", "seed", "status", "be
 
 
 class RunStore:
-    """Run records in a SQLite file. Open one per process (connections are re-made after a fork)."""
+    """Run records in a SQLite file. Open one per process (connections are re-made after a fork).
 
-    def __init__(self, path: str | os.PathLike):
+    `create=False` opens an existing store for reading (reports, dry runs): a missing file or one that is not a
+    run store is a StoreError, never a new empty store. Any SQLite error names the file (StoreError)."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn: sqlite3.Connection | None = None
         self._conn_pid: int | None = None
         self.host = socket.gethostname()
-        self._init_schema()
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._init_schema()
+        else:
+            if not self.path.is_file():
+                raise StoreError(f"no run store at {self.path}: run the suite first (`ctrbench run`), or pass the "
+                                 "--store it wrote to")
+            with self._named_errors():
+                tables = {r[0] for r in self._connect().execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "runs" not in tables:
+                raise StoreError(f"{self.path} is an SQLite file but not a ctrbench run store (no 'runs' table): "
+                                 "check --store")
+
+    @contextmanager
+    def _named_errors(self) -> Iterator[None]:
+        """sqlite3 errors (not a database, corrupt, locked for longer than the retries) as one StoreError line
+        that names the file and what to do."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            msg = str(exc).lower()
+            if "locked" in msg or "busy" in msg:
+                hint = "another process holds it; retry when it is done"
+            elif "readonly" in msg or "unable to open" in msg:
+                hint = "check the file's and its folder's permissions"
+            else:
+                hint = ("it is not an SQLite run store or it is corrupt: check --store, or move the file aside "
+                        "and run the suite again to rebuild it")
+            raise StoreError(f"run store {self.path}: {exc} ({hint})") from None
+
+    def _query(self, sql: str, args=()) -> list[sqlite3.Row]:
+        """All rows of one read-only statement (outside a transaction), errors named."""
+        with self._named_errors():
+            return self._connect().execute(sql, args).fetchall()
 
     # --- connection and transactions -------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -109,15 +145,17 @@ class RunStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            self._retry(lambda: conn.execute("COMMIT"))
+        with self._named_errors():
+            conn = self._connect()
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                self._retry(lambda: conn.execute("COMMIT"))
 
     def close(self) -> None:
         if self._conn is not None and self._conn_pid == os.getpid():
@@ -172,8 +210,8 @@ class RunStore:
     finish = put
 
     def get(self, config_hash: str) -> RunRecord | None:
-        row = self._connect().execute("SELECT * FROM runs WHERE config_hash=?", (config_hash,)).fetchone()
-        return self._from_row(row) if row else None
+        rows = self._query("SELECT * FROM runs WHERE config_hash=?", (config_hash,))
+        return self._from_row(rows[0]) if rows else None
 
     def records(self, *, hashes: list[str] | None = None, suite: str | None = None, search_id: str | None = None,
                 status: str | None = None) -> list[RunRecord]:
@@ -186,14 +224,14 @@ class RunStore:
         if status is not None:
             where.append("status=?"), args.append(status)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at"
-        rows = [self._from_row(r) for r in self._connect().execute(sql, args)]
+        rows = [self._from_row(r) for r in self._query(sql, args)]
         if hashes is not None:
             by = {r.config_hash: r for r in rows}
             rows = [by[h] for h in hashes if h in by]
         return rows
 
     def count(self) -> int:
-        return self._connect().execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        return self._query("SELECT COUNT(*) FROM runs")[0][0]
 
     # --- lifecycle -------------------------------------------------------------------------------
     def claim(self, spec: RunSpec, *, force: bool = False, command: str | None = None) -> Claim:
@@ -205,7 +243,7 @@ class RunStore:
             if old is not None:
                 if old.status in DONE and not force:
                     return Claim("done", old)
-                if old.status == "running" and old.pid != os.getpid() and self._alive(old):
+                if old.status == "running" and old.pid != os.getpid() and self.is_live(old):
                     return Claim("busy", old)
             attempt = (old.attempt + 1) if old is not None else 1
             pid = os.getpid()
@@ -217,7 +255,8 @@ class RunStore:
             self._write(c, rec)
             return Claim("run", rec)
 
-    def _alive(self, rec: RunRecord) -> bool:
+    def is_live(self, rec: RunRecord) -> bool:
+        """Whether the process that claimed `rec` may still be running it (another host's: assumed so)."""
         if rec.host != self.host:
             return True  # another machine's process: we cannot tell, so leave it alone
         return process_alive(rec.pid, rec.pid_start)
@@ -260,9 +299,9 @@ class RunStore:
                 c.execute(f"UPDATE searches SET {k}=? WHERE search_id=?", (v, search_id))
 
     def get_search(self, search_id: str) -> dict | None:
-        row = self._connect().execute("SELECT * FROM searches WHERE search_id=?", (search_id,)).fetchone()
-        if row is None:
+        rows = self._query("SELECT * FROM searches WHERE search_id=?", (search_id,))
+        if not rows:
             return None
-        d = dict(row)
+        d = dict(rows[0])
         d["config"] = json.loads(d.pop("config_json") or "{}")
         return d

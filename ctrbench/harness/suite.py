@@ -28,6 +28,7 @@ twin's default shares; the parts are synthetic.KNOBS[name].shares' keys): part o
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import os
@@ -41,7 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from ctrbench.errors import ConfigError, ParamError, UnknownNameError
-from ctrbench.harness.records import RunSpec, canonical_json, dataset_identity
+from ctrbench.harness.records import RunSpec, cache_identity, canonical_json, dataset_identity
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-\[\]=,]+$"
 
@@ -317,10 +318,11 @@ class DatasetRef:
     rows: int | None
     data_seed: int
     twin: dict = field(default_factory=dict, hash=False)  # the twin's generator options ({} = the defaults)
+    cache: dict = field(default_factory=dict, hash=False)  # source real: the prepared cache's identity
 
     def identity(self) -> dict:
         """The dataset part of a search's identity (records.dataset_identity)."""
-        return dataset_identity(self.name, self.source, self.rows, self.data_seed, self.twin)
+        return dataset_identity(self.name, self.source, self.rows, self.data_seed, self.twin, self.cache)
 
 
 @dataclass(frozen=True)
@@ -383,9 +385,31 @@ class Suite:
         def keep(e):
             return any(is_entry_or_point(e, n) for n in names)
 
-        return Suite(self.name, self.path, self.description, [r for r in self.runs if keep(r.entry)],
-                     [s for s in self.searches if keep(s.entry)], self.datasets, self.seeds, self.entry_names,
-                     self.registries, self.reference, self.checks)
+        return dataclasses.replace(self, runs=[r for r in self.runs if keep(r.entry)],
+                                   searches=[s for s in self.searches if keep(s.entry)])
+
+    def with_caches(self, data_root=None) -> "Suite":
+        """The suite with each real dataset's prepared cache (records.cache_identity) in its runs' and searches'
+        identity: results on data prepared from other files, or with other bad-row handling, are not resumed
+        as finished. An unprepared real dataset is a DataError that says how to prepare it."""
+        if all(d.source != "real" for d in self.datasets):
+            return self
+        from ctrbench.data.api import open_dataset
+
+        caches = {d.name: cache_identity(open_dataset(d.name, "real", data_root=data_root).manifest)
+                  for d in self.datasets if d.source == "real"}
+        datasets = [dataclasses.replace(d, cache=caches.get(d.name, {})) for d in self.datasets]
+        by_name = {d.name: d for d in datasets}
+        return dataclasses.replace(
+            self, datasets=datasets,
+            runs=[dataclasses.replace(r, cache=caches.get(r.dataset, {})) if r.source == "real" else r
+                  for r in self.runs],
+            searches=[dataclasses.replace(s, dataset=by_name[s.dataset.name]) for s in self.searches])
+
+    @property
+    def planned_runs(self) -> int:
+        """Runs the suite will execute or skip (model runs + each search's budget where it declares one)."""
+        return len(self.runs) + sum(int(s.options.get("budget", 0)) for s in self.searches)
 
     def candidate_spec(self, search: SearchSpec, index: int, params: dict, train: dict) -> RunSpec:
         """The RunSpec of a searcher's candidate (validated like any entry; a bad space is a ConfigError)."""
@@ -402,7 +426,7 @@ class Suite:
             dataset=search.dataset.name, source=search.dataset.source, rows=search.dataset.rows,
             data_seed=search.dataset.data_seed, seed=search.seed, system=search.system, kind="candidate",
             search_id=search.search_id,
-            candidate_index=index, twin=search.dataset.twin,
+            candidate_index=index, twin=search.dataset.twin, cache=search.dataset.cache,
         )
 
 
@@ -474,8 +498,10 @@ def _grid_points(entry: Entry, i: int, src: SourceMap) -> list[tuple[str, dict, 
     return out
 
 
-def load_suite(path: str | os.PathLike, registries: Registries | None = None) -> Suite:
-    """Read, validate and expand a suite file; every problem is a ConfigError with path, line and choices."""
+def load_suite(path: str | os.PathLike, registries: Registries | None = None,
+               seeds: list[int] | None = None) -> Suite:
+    """Read, validate and expand a suite file; every problem is a ConfigError with path, line and choices.
+    `seeds` (e.g. `ctrbench run --seeds`) replaces the suite's and its entries' seeds."""
     reg = registries or Registries.default()
     data, src = load_yaml(path)
     if not isinstance(data, dict):
@@ -484,6 +510,10 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None) ->
         sf = SuiteFile.model_validate(data)
     except ValidationError as exc:
         raise pydantic_error(exc, SuiteFile, src) from None
+    if seeds is not None:
+        sf.seeds = list(seeds)
+        for e in sf.entries:
+            e.seeds = None
 
     # datasets
     dflt = sf.defaults.dataset

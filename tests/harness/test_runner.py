@@ -112,7 +112,7 @@ def test_interrupt_marking_on_sigterm(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
             signal.pause()
     rec = store.get(spec.config_hash)
-    assert rec.status == "interrupted" and "signal" in rec.error
+    assert rec.status == "interrupted" and "SIGTERM" in rec.error
     assert signal.getsignal(signal.SIGTERM) is not None
 
 

@@ -212,3 +212,64 @@ def test_twin_option_errors(write_suite):
         load_suite(write_suite(TWIN.replace("  dataset: {rows: 3000,", "  dataset: {source: real, rows: 3000,")
                                .replace("    twin: {card_ratio: 0.002, shares: {first: 1, rel_attn: 0.5}}\n", "")))
     assert ei.value.path == "defaults.dataset.twin" and "no dataset here is synthetic" in str(ei.value)
+
+
+def test_synthetic_identity_is_unchanged_by_the_real_cache_field():
+    """Old synthetic run hashes stay valid: the dataset part is exactly what it was (no 'cache' key)."""
+    import hashlib
+
+    from ctrbench.data.synthetic import GENERATOR_VERSION
+    from ctrbench.harness.records import RunSpec, canonical_json
+
+    spec = RunSpec(suite="s", entry="e", model="lr", params={"a": 1}, train={"lr": 0.001, "seed": 0},
+                   dataset="criteo_x1", rows=2000, data_seed=3, seed=1, system={"measure_steps": 10})
+    before = {"entry": "e", "model": "lr", "params": {"a": 1}, "train": {"lr": 0.001, "seed": 0},
+              "dataset": {"name": "criteo_x1", "source": "synthetic", "rows": 2000, "data_seed": 3,
+                          "generator": GENERATOR_VERSION}, "seed": 1, "system": {"measure_steps": 10}}
+    assert spec.config_hash == hashlib.sha256(canonical_json(before).encode()).hexdigest()[:16]
+
+
+def test_real_runs_are_tied_to_their_prepared_cache(write_suite, tmp_path, data_root, fake_execute):
+    """A real dataset prepared again from other files (or with other bad-row handling) gives its runs a new
+    identity: they run again instead of resuming results of other data as 'finished before'."""
+    import json
+    import shutil
+
+    from ctrbench.data.api import open_dataset
+    from ctrbench.data.cache import cache_dir
+    from ctrbench.harness.runner import run_suite
+    from ctrbench.harness.store import RunStore
+
+    twin = open_dataset("criteo_x1", "synthetic", rows=3000, seed=0, data_root=data_root)
+    root = tmp_path / "root"
+    real = cache_dir(root, "criteo_x1", "real")
+    shutil.copytree(twin.path, real)  # stands in for `ctrbench data prepare criteo_x1 --source ...`
+    manifest_path = real / "manifest.json"
+
+    def prepare(md5: str, on_bad_rows: str = "error") -> None:
+        m = json.loads(manifest_path.read_text())
+        m.update(protocol="test", on_bad_rows=on_bad_rows, source={"files": {"train.csv": {"md5": md5, "size": 9}}})
+        manifest_path.write_text(json.dumps(m))
+
+    prepare("aaa")
+    suite = load_suite(write_suite("""
+        name: r
+        defaults: {train: {max_epochs: 1}, dataset: {source: real}}
+        datasets: [{name: criteo_x1}]
+        seeds: [0, 1]
+        entries: [{name: lr, model: lr}, {name: rs, kind: searcher, searcher: random, search: {budget: 2}}]
+        """, "real.yaml"))
+    first = suite.with_caches(root)
+    ident = first.runs[0].identity()["dataset"]["cache"]
+    assert ident["protocol"] == "test" and ident["files"] == {"train.csv": "aaa"} and ident["rows"]["train"] > 0
+    assert {r.config_hash for r in first.runs}.isdisjoint(r.config_hash for r in suite.runs)
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert run_suite(suite, store, data_root=root).executed == suite.planned_runs
+    assert run_suite(suite, store, data_root=root).skipped == suite.planned_runs  # same data: resumed
+    for change in (("bbb",), ("bbb", "skip")):  # other source files; then also other bad-row handling
+        prepare(*change)
+        assert run_suite(suite, store, data_root=root).executed == suite.planned_runs
+    assert len({r.config_hash for r in store.records()}) == 3 * suite.planned_runs
+    shutil.rmtree(real)
+    with pytest.raises(Exception, match="has not been prepared"):
+        suite.with_caches(root)

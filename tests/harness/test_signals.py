@@ -1,0 +1,102 @@
+"""Signals with the process pool, through the real CLI in a subprocess: Ctrl-C on the process group, SIGTERM of
+the parent (handled like Ctrl-C) and SIGKILL of the parent (the workers die with it) each stop the pool
+promptly, leave every unfinished run `interrupted` (none `running`, none `failed`), start nothing new, and
+leave no worker behind. Each test kills the whole process group in a finally block."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ctrbench.harness.store import RunStore, process_alive
+
+# four runs of about 15 s each on two workers: both are mid-run when the signal comes, two wait in the queue
+SLOW = """
+name: slow
+defaults:
+  train: {max_epochs: 30, patience: 30, batch_size: 16, eval_batch_size: 4096}
+  dataset: {rows: 3000}
+datasets: [{name: criteo_x1}]
+seeds: [0, 1, 2, 3]
+entries: [{name: dnn, model: dnn, params: {hidden_units: [64]}}]
+measure: {warmup: 1, steps: 2}
+"""
+START_TIMEOUT_S = 60  # two workers spawn and import torch on a shared 2-core box
+STOP_TIMEOUT_S = 15
+
+
+def _running(store_path) -> list:
+    if not store_path.exists():
+        return []
+    try:
+        return [r for r in RunStore(store_path, create=False).records() if r.status == "running"]
+    except Exception:  # noqa: BLE001 - the store is being created by the suite
+        return []
+
+
+def _start_pool(write_suite, tmp_path, data_root):
+    from ctrbench.data.api import open_dataset
+
+    open_dataset("criteo_x1", "synthetic", rows=3000, seed=0, data_root=data_root)  # built here, not in the suite
+    store_path = tmp_path / "runs.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctrbench.cli", "run", str(write_suite(SLOW)), "--store", str(store_path),
+         "--data-root", str(data_root), "--executor", "process", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while len(_running(store_path)) < 2:
+        assert proc.poll() is None, proc.communicate()
+        if time.monotonic() > deadline:
+            pytest.fail("the two workers did not start their runs in time")
+        time.sleep(0.1)
+    return proc, store_path
+
+
+def _wait_dead(pids, timeout_s) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = [pid for pid, start in pids if process_alive(pid, start)]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return alive
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigkill"])
+def test_signals_stop_the_pool_and_mark_unfinished_runs_interrupted(how, write_suite, tmp_path, data_root):
+    proc, store_path = _start_pool(write_suite, tmp_path, data_root)
+    try:
+        running = _running(store_path)
+        workers = [(r.pid, r.pid_start) for r in running]
+        assert os.getpid() not in {pid for pid, _ in workers} and proc.pid not in {pid for pid, _ in workers}
+        t0 = time.monotonic()
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole group gets SIGINT
+        else:
+            os.kill(proc.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)  # the parent alone
+        _, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+        stopped_in = time.monotonic() - t0
+        assert not _wait_dead(workers, STOP_TIMEOUT_S), f"workers outlived the {how}"
+        if how == "sigkill":
+            assert proc.returncode == -signal.SIGKILL
+        else:
+            signum = signal.SIGINT if how == "ctrl-c" else signal.SIGTERM
+            assert proc.returncode == 128 + signum, err
+            assert stopped_in < 10, f"the pool took {stopped_in:.1f} s to stop"
+            assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "interrupted" in err, err
+        deadline = time.monotonic() + STOP_TIMEOUT_S  # after SIGKILL the workers mark their own runs on SIGTERM
+        while _running(store_path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        recs = RunStore(store_path, create=False).records()
+        assert {r.config_hash for r in recs} == {r.config_hash for r in running}, "a queued run started"
+        assert [r.status for r in recs] == ["interrupted", "interrupted"], [(r.status, r.error) for r in recs]
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()

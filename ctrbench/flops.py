@@ -20,11 +20,14 @@ Convention (what `count_flops` and so every run record's flops_* fields count):
 - Entropy-weighted fusion counts per member logit 7 FLOPs forward (confidence 4, /tau 1, weighted sum 2;
   sigmoid/log/softmax 0) and 13 backward (4 with detached weights; +1 with a weights gradient, +2 for tau's).
 
-FLOP formulas of the ctrbench ops go into torch's registry (`register_flop_formula`), so any FlopCounterMode
-counts them; the element-wise and lookup rules for torch's own ops are applied by `count_flops` only, so
-importing ctrbench does not change what a user's FlopCounterMode counts for their own models. The eager
-path of entropy fusion bypasses its custom op: it is counted through the C++/CUDA ops it calls; its
-reference and Triton backends are counted by their torch ops (reference) or not at all (Triton).
+Where each rule lives: the formulas of the ctrbench compute ops (interleaved attention, entropy fusion) go
+into torch's registry (`register_flop_formula`), so any FlopCounterMode counts them; the lookup and element-wise
+rules, for torch's ops and the embedding-bag collection's alike, are applied by `flop_counter_mode()` (what
+`count_flops` uses) only. So a bare FlopCounterMode still counts what torch counts (matmuls, which the NASRec
+space's analytic FLOPs match) plus the compute ops, never one embedding path's lookups but not the other's,
+and importing ctrbench does not change what it counts for a user's own model. The eager path of entropy fusion
+bypasses its custom op: it is counted through the C++/CUDA ops it calls; its reference and Triton backends are
+counted by their torch ops (reference, under the rules) or not at all (Triton).
 """
 from __future__ import annotations
 
@@ -53,11 +56,17 @@ def register_flop_formula(op, fn: Callable | None = None, *, get_raw: bool = Fal
     return deco if fn is None else deco(fn)
 
 
+def flop_counter_mode() -> flop_counter.FlopCounterMode:
+    """A FlopCounterMode (display off) that applies ctrbench's lookup and element-wise rules on top of the
+    registered formulas: what count_flops counts with."""
+    return flop_counter.FlopCounterMode(display=False, custom_mapping=_COUNTING_RULES)
+
+
 def count_flops_by_op(model: torch.nn.Module, batch, *, train: bool) -> dict[str, int]:
     """{op: FLOPs} of one forward (train=False) or forward + loss + backward (train=True) on `batch`."""
     was = model.training
     model.train(train)
-    counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_TORCH_OP_RULES)
+    counter = flop_counter_mode()
     try:
         if train:
             with counter:
@@ -88,17 +97,18 @@ def _numel(shape) -> int:
     return math.prod(shape)
 
 
-# ------------------------------------------------------------------------------------ torch's own ops
-# Applied by count_flops through FlopCounterMode(custom_mapping=...); raw formulas (they read dtypes).
+# ------------------------------------------------------------------------------------ counting rules
+# Lookups and element-wise arithmetic: applied by flop_counter_mode() (FlopCounterMode's custom_mapping), not
+# registered in torch's registry; raw formulas (FlopCounterMode passes them tensors: they read dtypes).
 
-_TORCH_OP_RULES: dict = {}
+_COUNTING_RULES: dict = {}
 
 
-def _torch_rule(*packets):
+def _counting_rule(*packets):
     def deco(f: Callable) -> Callable:
         f._get_raw = True  # FlopCounterMode passes tensors (not shapes) to a formula so marked
         for p in packets:
-            _TORCH_OP_RULES[p] = f
+            _COUNTING_RULES[p] = f
         return f
 
     return deco
@@ -111,77 +121,77 @@ def _floating(t) -> bool:
 aten = torch.ops.aten
 
 
-@_torch_rule(aten.add, aten.add_, aten.sub, aten.sub_, aten.rsub, aten.mul, aten.mul_, aten.div, aten.div_,
+@_counting_rule(aten.add, aten.add_, aten.sub, aten.sub_, aten.rsub, aten.mul, aten.mul_, aten.div, aten.div_,
              aten.pow)
 def _elementwise(*args, out_val=None, **kwargs) -> int:
     return out_val.numel() if _floating(out_val) else 0
 
 
-@_torch_rule(aten.sum)
+@_counting_rule(aten.sum)
 def _sum(x, *args, out_val=None, **kwargs) -> int:
     return max(x.numel() - out_val.numel(), 0) if _floating(out_val) else 0
 
 
-@_torch_rule(aten.mean)
+@_counting_rule(aten.mean)
 def _mean(x, *args, out_val=None, **kwargs) -> int:
     return x.numel() if _floating(out_val) else 0
 
 
-@_torch_rule(aten.embedding)
+@_counting_rule(aten.embedding)
 def _embedding(weight, indices, *args, out_val=None, **kwargs) -> int:
     return lookup_flops(indices.numel(), weight.shape[-1])
 
 
-@_torch_rule(aten.embedding_dense_backward)
+@_counting_rule(aten.embedding_dense_backward)
 def _embedding_backward(grad_output, indices, *args, out_val=None, **kwargs) -> int:
     return lookup_flops(indices.numel(), grad_output.shape[-1])
 
 
-@_torch_rule(aten._embedding_bag, aten._embedding_bag_forward_only)
+@_counting_rule(aten._embedding_bag, aten._embedding_bag_forward_only)
 def _embedding_bag(weight, indices, *args, out_val=None, **kwargs) -> int:
     return lookup_flops(indices.numel(), weight.shape[1])
 
 
-@_torch_rule(aten._embedding_bag_backward, aten._embedding_bag_dense_backward, aten._embedding_bag_sparse_backward)
+@_counting_rule(aten._embedding_bag_backward, aten._embedding_bag_dense_backward, aten._embedding_bag_sparse_backward)
 def _embedding_bag_backward(grad, indices, *args, out_val=None, **kwargs) -> int:
     return lookup_flops(indices.numel(), grad.shape[1])
 
 
-@_torch_rule(aten._embedding_bag_per_sample_weights_backward)
+@_counting_rule(aten._embedding_bag_per_sample_weights_backward)
 def _embedding_bag_psw_backward(grad, weight, indices, *args, out_val=None, **kwargs) -> int:
     return 2 * indices.numel() * weight.shape[1]
 
 
-# ------------------------------------------------------------------------------------ ctrbench ops
-# Registered in torch's registry: formulas get shapes (None for an absent optional tensor).
-
 ops = torch.ops.ctrbench
 
 
-@register_flop_formula(ops.embedding_bag_collection)
-def _ebc_forward(weights, table_offsets, indices, *args, out_shape=None, **kw) -> int:
-    return lookup_flops(_numel(indices), weights[1])
+@_counting_rule(ops.embedding_bag_collection)
+def _ebc_forward(weights, table_offsets, indices, *args, out_val=None, **kw) -> int:
+    return lookup_flops(indices.numel(), weights.shape[1])
 
 
-@register_flop_formula(ops.embedding_bag_collection_fused)
-def _ebc_fused_forward(weights, momentum, table_offsets, indices, *args, out_shape=None, **kw) -> int:
-    return lookup_flops(_numel(indices), weights[1])
+@_counting_rule(ops.embedding_bag_collection_fused)
+def _ebc_fused_forward(weights, momentum, table_offsets, indices, *args, out_val=None, **kw) -> int:
+    return lookup_flops(indices.numel(), weights.shape[1])
 
 
-@register_flop_formula(ops.ebc_grad_rows)
-def _ebc_grad_rows(grad_out, table_offsets, indices, *args, out_shape=None, **kw) -> int:
-    return lookup_flops(_numel(indices), out_shape[1][1])
+@_counting_rule(ops.ebc_fused_update)  # its gradient part: the row update is an optimizer step
+def _ebc_fused_update(weights, momentum, grad_out, table_offsets, indices, *args, out_val=None, **kw) -> int:
+    return lookup_flops(indices.numel(), weights.shape[1])
 
 
-@register_flop_formula(ops.ebc_psw_grad)
-def _ebc_psw_grad(grad_out, weights, table_offsets, indices, *args, out_shape=None, **kw) -> int:
-    return 2 * _numel(indices) * weights[1]
+@_counting_rule(ops.ebc_grad_rows)
+def _ebc_grad_rows(grad_out, table_offsets, indices, *args, out_val=None, **kw) -> int:
+    return lookup_flops(indices.numel(), out_val[1].shape[1])  # out: (rows, gradient per row [U, D])
 
 
-@register_flop_formula(ops.ebc_fused_update)
-def _ebc_fused_update(weights, momentum, grad_out, table_offsets, indices, *args, out_shape=None, **kw) -> int:
-    return lookup_flops(_numel(indices), weights[1])
+@_counting_rule(ops.ebc_psw_grad)
+def _ebc_psw_grad(grad_out, weights, table_offsets, indices, *args, out_val=None, **kw) -> int:
+    return 2 * indices.numel() * weights.shape[1]
 
+
+# ------------------------------------------------------------------------------------ ctrbench compute ops
+# Registered in torch's registry: formulas get shapes (None for an absent optional tensor).
 
 ROPE_FLOPS_PER_ELEMENT = 3  # rot(x) = [x1 cos - x2 sin | x2 cos + x1 sin]: 2 multiplies and an add
 

@@ -3,9 +3,9 @@ environment fingerprint every run record carries.
 
 - FLOPs come from `torch.utils.flop_counter.FlopCounterMode` with ctrbench's rules (ctrbench.flops): a
   multiply-add is 2 FLOPs as torch counts matmuls; element-wise arithmetic (FM's and LR's sums and products,
-  cross terms) 1 per element; a lookup 1 per element read, pooled or not; the ctrbench ops
-  (embedding-bag collection, interleaved attention, entropy fusion) by their registered formulas; backward
-  is what its ops count. Activations, softmax, normalisation, the loss and the optimizer step count 0.
+  cross terms) 1 per element; a lookup (torch's or the fused embedding-bag collection's) 1 per element read,
+  pooled or not; interleaved attention and entropy fusion by their registered formulas; backward is what its
+  ops count. Activations, softmax, normalisation, the loss and the optimizer step count 0.
   Custom ops get a formula through `register_flop_formula`.
 - Throughput: batches are gathered from the cache once and held in memory, so the timed steps measure the
   model (forward; forward + backward + optimizer step), not the loader. Median over `steps` timed steps after

@@ -2,9 +2,11 @@
 
 Forward: flash-style, one program per (batch*head, block of queries), one pass over the keys in tiles
 of up to 128 with an online softmax; the whole InterFormer key range (4 CLS + 50/100 tokens) is one or
-two tiles. Backward: one program per (batch*head) that holds every key (Nk <= 256) in one tile, loops
-over query blocks recomputing the probabilities (no saved logsumexp), writes dq per block and dk, dv
-once at the end: no atomics, deterministic.
+two tiles. Backward up to MAX_BWD_KEYS keys: one program per (batch*head) that holds every key in one
+tile, loops over query blocks recomputing the probabilities (no saved logsumexp), writes dq per block
+and dk, dv once at the end. Backward beyond: tiled over keys in two launches, (1) per block of queries
+the logsumexp, D = rowsum(dO * O) and dq (two passes over the key tiles), (2) per tile of keys dk and dv
+(one pass over the query blocks, reading (1)'s logsumexp and D). No atomics either way: deterministic.
 
 RoPE is fused in rotate-half form: each row is loaded as two halves, so q.k = q1.k1 + q2.k2 is two
 `tl.dot`s and the rotation is elementwise on the halves. Without RoPE the same split (ceil(Dh/2) and
@@ -25,7 +27,7 @@ import triton.language as tl
 
 from ctrbench.kernels.triton_device import check_launch
 
-MAX_BWD_KEYS = 256  # the backward keeps all keys of a (batch, head) in one tile
+MAX_BWD_KEYS = 256  # up to this many keys the backward keeps all keys of a (batch, head) in one tile
 
 
 @triton.jit
@@ -193,6 +195,137 @@ def interleaved_attention_bwd_kernel(
     tl.store(dv_ptr + k_off + kv_offs, dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
 
 
+@triton.jit
+def interleaved_attention_bwd_rows_kernel(
+    go_ptr, q_ptr, k_ptr, v_ptr, dq_ptr, lse_ptr, delta_ptr, len_ptr, H, Nq, Nk, P, T, scale, log2_base,
+    DH: tl.constexpr, HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, N_TILES: tl.constexpr,
+    ROPE: tl.constexpr, SEPQ: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Key-tiled backward, per (batch*head, block of queries): base-2 logsumexp and D = rowsum(dO * O) (stored
+    for the keys kernel), then dq."""
+    pid_bh = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    b = pid_bh // H
+    L = tl.load(len_ptr + b).to(tl.int32)
+    shift = T - L
+    first = P + shift
+    q_off = pid_bh.to(tl.int64) * Nq * DH
+    k_off = pid_bh.to(tl.int64) * Nk * DH
+    ch = tl.arange(0, BLOCK_H)
+    cd = tl.arange(0, BLOCK_D)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
+    if SEPQ:
+        q_ok = in_q
+    q1, q2 = _load_parts(q_ptr + q_off, rows, q_ok, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
+    q1 = q1 * (scale * 1.4426950408889634)  # scores in base 2
+    q2 = q2 * (scale * 1.4426950408889634)
+    q_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
+    do = tl.load(go_ptr + q_off + q_offs, mask=q_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+
+    m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for t in range(N_TILES):  # pass 1: the forward's online softmax, for the logsumexp and the output
+        keys = t * BLOCK_N + tl.arange(0, BLOCK_N)
+        _, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
+        k1, k2 = _load_parts(k_ptr + k_off, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
+        s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
+        s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
+        s = tl.where(k_ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
+        v = tl.load(v_ptr + k_off + v_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=PRECISION)
+        m_i = m_new
+    l_safe = tl.where(P + L > 0, l_i, 1.0)  # not `l > 0`: a NaN sum must stay NaN
+    lse = m_i + tl.log(l_safe) * 1.4426950408889634
+    delta = tl.where(q_ok, tl.sum(do * (acc / l_safe[:, None]), axis=1), 0.0)
+    tl.store(lse_ptr + pid_bh.to(tl.int64) * Nq + rows, lse, mask=in_q)
+    tl.store(delta_ptr + pid_bh.to(tl.int64) * Nq + rows, delta, mask=in_q)
+
+    dq1 = tl.zeros([BLOCK_M, BLOCK_H], tl.float32)
+    dq2 = tl.zeros([BLOCK_M, BLOCK_H], tl.float32)
+    for t in range(N_TILES):  # pass 2: dq = dS K
+        keys = t * BLOCK_N + tl.arange(0, BLOCK_N)
+        _, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
+        k1, k2 = _load_parts(k_ptr + k_off, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
+        s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
+        s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
+        pair_ok = q_ok[:, None] & k_ok[None, :]
+        p = tl.where(pair_ok, tl.exp2(s - lse[:, None]), 0.0)
+        v_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
+        v = tl.load(v_ptr + k_off + v_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        ds = tl.where(pair_ok, p * (dp - delta[:, None]), 0.0)
+        dq1 += tl.dot(ds, k1, input_precision=PRECISION)
+        dq2 += tl.dot(ds, k2, input_precision=PRECISION)
+    dq1 = tl.where(q_ok[:, None], dq1 * scale, 0.0)
+    dq2 = tl.where(q_ok[:, None], dq2 * scale, 0.0)
+    if ROPE and not SEPQ:
+        dq1, dq2 = _unrotate(dq1, dq2, q_pos, ch, log2_base, DH)
+    _store_parts(dq_ptr + q_off, rows, in_q, ch, dq1, dq2, DH, HALF)
+
+
+@triton.jit
+def interleaved_attention_bwd_keys_kernel(
+    go_ptr, q_ptr, k_ptr, v_ptr, dk_ptr, dv_ptr, lse_ptr, delta_ptr, len_ptr, H, Nq, Nk, P, T, scale, log2_base,
+    DH: tl.constexpr, HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, M_TILES: tl.constexpr,
+    ROPE: tl.constexpr, SEPQ: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Key-tiled backward, per (batch*head, tile of keys): dk and dv over every query block, with the logsumexp
+    and D the rows kernel stored."""
+    pid_bh = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    b = pid_bh // H
+    L = tl.load(len_ptr + b).to(tl.int32)
+    shift = T - L
+    first = P + shift
+    q_off = pid_bh.to(tl.int64) * Nq * DH
+    k_off = pid_bh.to(tl.int64) * Nk * DH
+    ch = tl.arange(0, BLOCK_H)
+    cd = tl.arange(0, BLOCK_D)
+    keys = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    in_k, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
+    k1, k2 = _load_parts(k_ptr + k_off, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
+    kv_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
+    v = tl.load(v_ptr + k_off + kv_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+    dk1 = tl.zeros([BLOCK_N, BLOCK_H], tl.float32)
+    dk2 = tl.zeros([BLOCK_N, BLOCK_H], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    for mt in range(M_TILES):
+        rows = mt * BLOCK_M + tl.arange(0, BLOCK_M)
+        in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
+        if SEPQ:
+            q_ok = in_q
+        q1, q2 = _load_parts(q_ptr + q_off, rows, q_ok, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
+        q_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
+        do = tl.load(go_ptr + q_off + q_offs, mask=q_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+        lse = tl.load(lse_ptr + pid_bh.to(tl.int64) * Nq + rows, mask=q_ok, other=0.0)
+        delta = tl.load(delta_ptr + pid_bh.to(tl.int64) * Nq + rows, mask=q_ok, other=0.0)
+        s = tl.dot(q1 * (scale * 1.4426950408889634), tl.trans(k1), input_precision=PRECISION)
+        s += tl.dot(q2 * (scale * 1.4426950408889634), tl.trans(k2), input_precision=PRECISION)
+        pair_ok = q_ok[:, None] & k_ok[None, :]
+        p = tl.where(pair_ok, tl.exp2(s - lse[:, None]), 0.0)
+        dv += tl.dot(tl.trans(p), do, input_precision=PRECISION)
+        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        ds = tl.where(pair_ok, p * (dp - delta[:, None]), 0.0)
+        dk1 += tl.dot(tl.trans(ds), q1, input_precision=PRECISION)
+        dk2 += tl.dot(tl.trans(ds), q2, input_precision=PRECISION)
+    dk1 = tl.where(k_ok[:, None], dk1 * scale, 0.0)  # masked keys: exactly 0
+    dk2 = tl.where(k_ok[:, None], dk2 * scale, 0.0)
+    dv = tl.where(k_ok[:, None], dv, 0.0)
+    if ROPE:
+        dk1, dk2 = _unrotate(dk1, dk2, k_pos, ch, log2_base, DH)
+    _store_parts(dk_ptr + k_off, keys, in_k, ch, dk1, dk2, DH, HALF)
+    tl.store(dv_ptr + k_off + kv_offs, dv.to(dv_ptr.dtype.element_ty), mask=in_k[:, None] & (cd[None, :] < DH))
+
+
 # ------------------------------------------------------------------------------------------ launchers
 
 
@@ -239,28 +372,23 @@ def forward(q, k, v, lengths, num_prefix: int, rope: bool, rope_base: float, sca
     return out
 
 
-class TritonShapeError(ValueError):
-    """The Triton backward holds all keys of a (batch, head) in one tile: Nk <= MAX_BWD_KEYS."""
-
-
 def backward(grad_out, q, k, v, lengths, num_prefix: int, rope: bool, rope_base: float, scale: float,
              separate_queries: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv) in the inputs' dtype; one launch."""
+    """(dq, dk, dv) in the inputs' dtype: one launch up to MAX_BWD_KEYS keys, two (tiled over keys) beyond."""
     check_launch("interleaved_attention (triton backward)", interleaved_attention_bwd_kernel, grad_out=grad_out,
                  q=q, k=k, v=v, lengths=lengths)
     q, k, v, go = q.contiguous(), k.contiguous(), v.contiguous(), grad_out.contiguous()
     B, H, Nq, Nk, Dh, P, T, lengths = _common(q, k, lengths, num_prefix)
-    if Nk > MAX_BWD_KEYS:
-        raise TritonShapeError(
-            f"the Triton backward of interleaved_attention supports Nk <= {MAX_BWD_KEYS} keys, got Nk={Nk}; "
-            "use the cuda or cpp backend"
-        )
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     if B * H == 0 or Dh == 0:
         return dq, dk, dv
     if Nk == 0:
         return dq.zero_(), dk, dv
     half, block_h, block_d = _widths(Dh, rope)
+    if Nk > MAX_BWD_KEYS:
+        _backward_key_tiled(go, q, k, v, dq, dk, dv, lengths, P, T, rope, rope_base, scale, separate_queries,
+                            half, block_h, block_d)
+        return dq, dk, dv
     block_n = max(16, triton.next_power_of_2(Nk))
     block_m = 16 if block_n * block_d > 4096 else 32
     interleaved_attention_bwd_kernel[(B * H,)](
@@ -270,6 +398,29 @@ def backward(grad_out, q, k, v, lengths, num_prefix: int, rope: bool, rope_base:
         PRECISION=_precision(q.device), num_warps=4 if block_n <= 64 else 8,
     )
     return dq, dk, dv
+
+
+def _backward_key_tiled(go, q, k, v, dq, dk, dv, lengths, P, T, rope, rope_base, scale, separate_queries,
+                        half, block_h, block_d) -> None:
+    """The backward beyond MAX_BWD_KEYS keys: the rows kernel (logsumexp, D, dq), then the keys kernel (dk, dv)."""
+    B, H, Nq, Dh = q.shape
+    Nk = k.shape[2]
+    lse = torch.empty(B * H * Nq, dtype=torch.float32, device=q.device)
+    delta = torch.empty_like(lse)
+    block_m, block_n = _tiled_blocks(block_d)
+    common = (lengths, H, Nq, Nk, P, T, float(scale), math.log2(rope_base))
+    constexprs = dict(DH=Dh, HALF=half, BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_M=block_m, BLOCK_N=block_n,
+                      ROPE=bool(rope), SEPQ=bool(separate_queries), PRECISION=_precision(q.device), num_warps=4)
+    if Nq > 0:
+        interleaved_attention_bwd_rows_kernel[(B * H, triton.cdiv(Nq, block_m))](
+            go, q, k, v, dq, lse, delta, *common, N_TILES=triton.cdiv(Nk, block_n), **constexprs)
+    interleaved_attention_bwd_keys_kernel[(B * H, triton.cdiv(Nk, block_n))](
+        go, q, k, v, dk, dv, lse, delta, *common, M_TILES=triton.cdiv(Nq, block_m), **constexprs)
+
+
+def _tiled_blocks(block_d: int) -> tuple[int, int]:
+    """(BLOCK_M, BLOCK_N) of the key-tiled backward: query blocks x key tiles small enough for registers."""
+    return (32, 64) if block_d <= 64 else (16, 64)
 
 
 # ------------------------------------------------------------------------------------------ AOT gate
@@ -296,7 +447,21 @@ def _aot_specs() -> list[tuple]:
                "dv_ptr": ptr, "len_ptr": "*i64", **ints, **{name: "constexpr" for name in c}}
         return interleaved_attention_bwd_kernel, sig, c
 
+    def tiled(ptr, dh, rope, sepq, n_tiles, m_tiles):
+        block_m, block_n = _tiled_blocks(_widths(dh, rope)[2])
+        rows_c = cx(dh, rope, sepq, block_m, block_n, "N_TILES", n_tiles)
+        keys_c = cx(dh, rope, sepq, block_m, block_n, "M_TILES", m_tiles)
+        ws = {"lse_ptr": "*fp32", "delta_ptr": "*fp32", "len_ptr": "*i64"}
+        rows_sig = {"go_ptr": ptr, "q_ptr": ptr, "k_ptr": ptr, "v_ptr": ptr, "dq_ptr": ptr, **ws, **ints,
+                    **{name: "constexpr" for name in rows_c}}
+        keys_sig = {"go_ptr": ptr, "q_ptr": ptr, "k_ptr": ptr, "v_ptr": ptr, "dk_ptr": ptr, "dv_ptr": ptr, **ws,
+                    **ints, **{name: "constexpr" for name in keys_c}}
+        return [(interleaved_attention_bwd_rows_kernel, rows_sig, rows_c),
+                (interleaved_attention_bwd_keys_kernel, keys_sig, keys_c)]
+
     return [
+        *tiled("*fp32", 32, True, False, 9, 17),      # 4 CLS + 512 tokens: beyond MAX_BWD_KEYS
+        *tiled("*bf16", 128, False, True, 9, 1),      # PMA seeds over 512 keys, Dh 128
         fwd("*fp32", 32, True, False, 64, 128, 1),    # 4 CLS + 64 tokens, Dh 32, RoPE
         fwd("*bf16", 16, True, False, 64, 64, 2),     # Dh 16 -> halves of 8 padded to 16
         fwd("*fp16", 5, False, True, 16, 128, 1),     # PMA seeds, odd head dim

@@ -49,6 +49,7 @@ def cases(device: str, backend: str) -> list[Case]:
             Case(2048, 2, 4, 100, 32, Nq=2),
             Case(512, 1, 0, 50, 24, rope=False),
             Case(256, 2, 4, 50, 32, dtype=torch.float64),
+            Case(64, 2, 4, 400, 32),  # beyond the Triton backward's one key tile (MAX_BWD_KEYS)
         ]
     return [
         Case(256, 4, 4, 64, 32),

@@ -46,6 +46,7 @@ IA_SHAPES = {  # (B, H, P, T, Dh, rope, Nq)
     "self_odd_dim": (3, 2, 0, 12, 5, False, None),
     "pma_rope": (4, 2, 4, 20, 8, True, 2),
     "two_key_tiles": (3, 1, 4, 140, 8, True, None),
+    "beyond_one_backward_key_tile": (3, 2, 4, 300, 16, True, None),  # Triton's key-tiled backward
 }
 
 

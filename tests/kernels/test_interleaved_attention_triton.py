@@ -5,6 +5,8 @@ Shapes are tiny: the interpreter runs ~1 ms per program.
 """
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 import torch
 from triton_interp import INTERPRETED, run_interpreted
@@ -44,10 +46,28 @@ else:
         for t in (out, dq, dk, dv):
             assert torch.isfinite(t).all() and (t[0] == 0).all()
 
-    def test_triton_backward_key_limit_is_a_clear_error():
-        q, k, v, lengths, go = make_inputs(1, 1, 0, ia_triton.MAX_BWD_KEYS + 1, 4, Nq=1, seed=4)
-        with pytest.raises(ia_triton.TritonShapeError, match="Nk <="):
-            ia_triton.backward(go, q, k, v, lengths, 0, False, 10000.0, 0.5, True)
+    @pytest.mark.parametrize("Nq", [None, 2], ids=["self", "pma"])
+    def test_triton_backward_beyond_one_key_tile(Nq):
+        """Nk = 4 + 300 > MAX_BWD_KEYS: the key-tiled backward (rows kernel, then keys kernel)."""
+        assert 4 + 300 > ia_triton.MAX_BWD_KEYS
+        check_backend("triton", 2, 1, 4, 300, 4, True, Nq, lengths=torch.tensor([300, 123]))
+
+    def key_tiled():
+        """Every backward takes the key-tiled path inside this context, so small shapes test it."""
+        return mock.patch.object(ia_triton, "MAX_BWD_KEYS", 0)
+
+    @settings(max_examples=10, deadline=None)
+    @given(shape=shapes(max_b=3, max_h=2), seed=st.integers(0, 10_000))
+    def test_triton_key_tiled_backward_matches_reference(shape, seed):
+        B, H, P, T, Dh, rope, Nq = shape
+        with key_tiled():
+            check_backend("triton", B, H, P, T, Dh, rope, Nq, seed=seed)
+
+    @pytest.mark.parametrize("case", NAN_CASES)
+    @pytest.mark.parametrize("Nq", [None, 3], ids=["self", "pma"])
+    def test_triton_key_tiled_nan_contract(case, Nq):
+        with key_tiled():
+            check_nan_contract("triton", case, True, Nq)
 
     def test_triton_bad_lengths():
         q, k, v, _, _ = make_inputs(2, 1, 1, 3, 4, seed=5)

@@ -74,17 +74,26 @@ def pair(tables, weighted, **kwargs):
 @settings(max_examples=15, deadline=None)
 @given(configs_and_kjt())
 def test_outputs_and_gradients_match_torchrec(case):
+    """Pooled values, keys, widths, table gradients and (weighted KJTs) per-sample-weight gradients."""
     tables, kjt, weighted = case
+    psw = kjt.weights_or_none()
+    if psw is not None:
+        psw.requires_grad_()
     ref, ours = pair(tables, weighted)
     a, b = ref(kjt), ours(kjt)
     assert b.keys() == a.keys() and b.length_per_key() == a.length_per_key()
     torch.testing.assert_close(b.values(), a.values(), rtol=1e-5, atol=1e-6)
     grad = torch.randn_like(a.values())
     a.values().backward(grad)
+    ref_psw_grad = None if psw is None or psw.grad is None else psw.grad.clone()
+    if psw is not None:
+        psw.grad = None
     b.values().backward(grad)
     ours_grads = {t.name: g for t, g in zip(tables, _split_grads(ours, tables))}
     for t in tables:
         torch.testing.assert_close(ours_grads[t.name], ref.embedding_bags[t.name].weight.grad, rtol=1e-5, atol=1e-6)
+    if ref_psw_grad is not None:
+        torch.testing.assert_close(psw.grad, ref_psw_grad, rtol=1e-5, atol=1e-6)
 
 
 def _split_grads(ours, tables):

@@ -208,27 +208,32 @@ class EmbeddingCollection(nn.Module):
 
     def _bags(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every pooled bag's packed rows (feature-major: bag_features order, B bags each), the bag lengths
-        [F*B] (the padded slots included) and the bags' non-padding counts [F*B]."""
+        [F*B] (padded slots included) and each id's pooling weight: 1/n for the n non-padding ids of its bag,
+        0 for padding (sum pooling with these weights = the mean over non-padding ids, padding never learns)."""
         b = batch.batch_size
         cat = self._categorical(batch)
         cat = torch.where(cat == 0, cat, cat + self.table_offsets.unsqueeze(1))
-        pieces, widths = [], []
+        pieces, widths, weights = [], [], []
+        dtype = self.weight.dtype
         for name in self.bag_features:
             k = self.table_index.get(name)
             if k is not None:
                 pieces.append(cat[k])
                 widths.append(1)
+                weights.append((cat[k] != 0).to(dtype))
             else:
                 seq = self._global_rows(name, batch.sequences[name])
+                present = (seq != 0).to(dtype)
                 pieces.append(seq.reshape(-1))
                 widths.append(seq.shape[1])
+                weights.append((present / present.sum(1, keepdim=True).clamp(min=1)).reshape(-1))
         ids = torch.cat(pieces)
         key = (b, tuple(widths), ids.device)
         lens = self._bag_offsets_cache.get(key)
         if lens is None:
             lens = torch.tensor(widths, device=ids.device).repeat_interleave(b)
             self._bag_offsets_cache = {key: lens}
-        return ids, lens
+        return ids, lens, torch.cat(weights)
 
     # -- the packed-table lookup ----------------------------------------------------------------------
     def lookup(self, batch: Batch, tokens: Mapping[str, torch.Tensor] | None = None
@@ -260,25 +265,20 @@ class EmbeddingCollection(nn.Module):
     def _lookup_packed(self, batch: Batch, tokens: dict[str, torch.Tensor]
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, n_bags = batch.batch_size, len(self.bag_features)
-        bag_ids, bag_lens = self._bags(batch)
+        bag_ids, bag_lens, bag_weights = self._bags(batch)
         token_rows = {n: self._global_rows(n, x) for n, x in tokens.items()}
         if self.backend == "torch":
             starts = torch.cumsum(bag_lens, 0) - bag_lens
             pooled = F.embedding_bag(bag_ids, self.weight, starts, mode="mean", padding_idx=0, sparse=self.sparse)
             out = {n: F.embedding(r, self.weight, padding_idx=0, sparse=self.sparse) for n, r in token_rows.items()}
             return pooled.view(n_bags, b, self.dim).transpose(0, 1), out
-        # fused: the bags, then every token as a bag of one id, in one call; sum pooling with weight 1/n per
-        # non-padding id (n = the bag's non-padding ids) and 0 per padding id = the mean over non-padding ids
+        # fused: the bags, then every token as a bag of one id (weight 1, padding 0), in one call
         flat = [r.reshape(-1) for r in token_rows.values()]
         ids = torch.cat([bag_ids, *flat]) if flat else bag_ids
         n_tok = ids.shape[0] - bag_ids.shape[0]
         lens = torch.cat([bag_lens, bag_lens.new_ones(n_tok)]) if n_tok else bag_lens
         offsets = torch.cat([lens.new_zeros(1), torch.cumsum(lens, 0)])
-        present = (ids != 0).to(self.weight.dtype)
-        count = torch.zeros(lens.shape[0], dtype=present.dtype, device=ids.device).index_add_(
-            0, torch.repeat_interleave(torch.arange(lens.shape[0], device=ids.device), lens,
-                                       output_size=ids.shape[0]), present)
-        weights = present / torch.repeat_interleave(count.clamp(min=1), lens, output_size=ids.shape[0])
+        weights = torch.cat([bag_weights, *((f != 0).to(bag_weights.dtype) for f in flat)]) if flat else bag_weights
         if self.fused_optimizer is not None:
             self.tables.lr = float(self._lr_group["lr"])
         rows = self.tables(ids, offsets, weights)  # [n_bags*B + n_tok, d]
@@ -341,7 +341,7 @@ class EmbeddingCollection(nn.Module):
         """Σ‖w_r‖² over the distinct table rows this batch reads (the lazy L2 term for sparse embeddings)."""
         if self.tables is None:
             return torch.zeros(())
-        ids, _ = self._bags(batch)
+        ids = self._bags(batch)[0]
         rows = torch.unique(ids)
         return F.embedding(rows, self.weight, padding_idx=0, sparse=self.sparse).pow(2).sum()
 

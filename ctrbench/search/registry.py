@@ -32,13 +32,23 @@ def _register(table: dict, kind: str, name: str, obj) -> None:
     table[name] = obj
 
 
-def register_searcher(name: str):
+def _decorator(table: dict, kind: str, name: str, attr: str):
+    """A class decorator registering the class in `table` as `name` and setting `cls.<attr>` to the name."""
+
     def deco(cls):
-        cls.name = name
-        _register(SEARCHERS, "searcher", name, cls)
+        setattr(cls, attr, name)
+        _register(table, kind, name, cls)
         return cls
 
     return deco
+
+
+def register_searcher(name: str):
+    return _decorator(SEARCHERS, "searcher", name, "name")
+
+
+def register_evaluator(kind: str):
+    return _decorator(EVALUATORS, "evaluator", kind, "kind")
 
 
 def register_space(name_or_space):
@@ -59,15 +69,6 @@ def register_space(name_or_space):
     return space
 
 
-def register_evaluator(kind: str):
-    def deco(cls):
-        cls.kind = kind
-        _register(EVALUATORS, "evaluator", kind, cls)
-        return cls
-
-    return deco
-
-
 def _load() -> None:
     global _loaded
     if _loaded:
@@ -79,21 +80,21 @@ def _load() -> None:
     _loaded = True
 
 
-def get_searcher_class(name: str):
+def _lookup(table: dict, kind: str, name: str):
     _load()
     try:
-        return SEARCHERS[name]
+        return table[name]
     except KeyError:
-        raise UnknownNameError("searcher", name, SEARCHERS) from None
+        raise UnknownNameError(kind, name, table) from None
+
+
+def get_searcher_class(name: str):
+    return _lookup(SEARCHERS, "searcher", name)
 
 
 def get_space(name: str, **options):
     """The space `name` built with `options` (e.g. scale=0.125 for a NASRec space)."""
-    _load()
-    try:
-        factory = SPACES[name]
-    except KeyError:
-        raise UnknownNameError("search space", name, SPACES) from None
+    factory = _lookup(SPACES, "search space", name)
     valid = list(inspect.signature(factory).parameters)
     unknown = sorted(set(options) - set(valid))
     if unknown:
@@ -103,8 +104,4 @@ def get_space(name: str, **options):
 
 
 def get_evaluator_class(kind: str):
-    _load()
-    try:
-        return EVALUATORS[kind]
-    except KeyError:
-        raise UnknownNameError("evaluator", kind, EVALUATORS) from None
+    return _lookup(EVALUATORS, "evaluator", kind)

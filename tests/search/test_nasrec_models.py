@@ -55,7 +55,8 @@ def test_subnet_with_inherited_weights_computes_the_supernet_path(name, seed, su
             want, got = sup(batch), sub(batch)
     finally:
         sup.fix(None)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # float32 sums run in another order; a wrong slice is off by ~1
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
     # the standalone subnet is smaller than the supernet: only its own nodes at their own widths
     assert sum(p.numel() for p in sub.parameters()) < sum(p.numel() for p in sup.parameters())
 

@@ -49,19 +49,32 @@ def copy_norm(dst: nn.LayerNorm, src: nn.LayerNorm) -> None:
     dst.bias.data.copy_(src.bias.detach()[:n])
 
 
-class FC(nn.Module):
+class ElasticProjection(nn.Module):
+    """A linear map to the first `d` of `out_w` outputs, LayerNorm over those d, optional ReLU, zero-padded to
+    out_w: the building block of every node (NASRec's ElasticLinear)."""
+
+    def __init__(self, in_w: int, out_w: int, *, relu: bool = False, bias: bool = False):
+        super().__init__()
+        self.lin, self.norm, self.out_w, self.relu = nn.Linear(in_w, out_w, bias=bias), nn.LayerNorm(out_w), out_w, relu
+
+    def forward(self, x, d: int | None = None):
+        y = prefix_norm(self.norm, linear_out(self.lin, x, self.out_w if d is None else d))
+        return pad_last(F.relu(y) if self.relu else y, self.out_w)
+
+    def inherit(self, src: "ElasticProjection", d: int | None, cols) -> None:
+        copy_linear(self.lin, src.lin, None if d is None else range(d), cols)
+        copy_norm(self.norm, src.norm)
+
+
+class FC(ElasticProjection):
     """Dense FC: linear (no bias), LayerNorm, ReLU."""
 
     def __init__(self, in_w: int, out_w: int):
-        super().__init__()
-        self.lin, self.norm, self.out_w = nn.Linear(in_w, out_w, bias=False), nn.LayerNorm(out_w), out_w
+        super().__init__(in_w, out_w, relu=True)
 
-    def forward(self, x, d: int):
-        return pad_last(F.relu(prefix_norm(self.norm, linear_out(self.lin, x, d))), self.out_w)
 
-    def inherit(self, src: "FC", d: int, cols) -> None:
-        copy_linear(self.lin, src.lin, range(d), cols)
-        copy_norm(self.norm, src.norm)
+class Sum(ElasticProjection):
+    """Binary dense sum: left and right placed in one layout (the same source adds up), projected, LayerNorm."""
 
 
 class DotProduct(nn.Module):
@@ -70,43 +83,20 @@ class DotProduct(nn.Module):
 
     def __init__(self, in_w: int, tokens_in: int, k: int, out_w: int, emb: int):
         super().__init__()
-        self.dense_proj, self.dense_norm = nn.Linear(in_w, emb, bias=False), nn.LayerNorm(emb)
-        self.token_proj, self.token_norm = nn.Linear(tokens_in, k, bias=False), nn.LayerNorm(k)
-        self.out, self.out_norm = nn.Linear(k * (k + 1) // 2, out_w, bias=False), nn.LayerNorm(out_w)
+        self.dense_proj, self.token_proj = ElasticProjection(in_w, emb), ElasticProjection(tokens_in, k)
+        self.out = ElasticProjection(k * (k + 1) // 2, out_w)
         li, lj = torch.tril_indices(k + 1, k + 1, offset=-1)
         self.register_buffer("li", li, persistent=False)
         self.register_buffer("lj", lj, persistent=False)
-        self.out_w = out_w
 
     def forward(self, x, tokens, d: int):
-        xe = self.dense_norm(self.dense_proj(x))
-        y = self.token_norm(self.token_proj(tokens.transpose(1, 2))).transpose(1, 2)
-        t = torch.cat([xe.unsqueeze(1), y], dim=1)
-        z = torch.bmm(t, t.transpose(1, 2))[:, self.li, self.lj]
-        return pad_last(prefix_norm(self.out_norm, linear_out(self.out, z, d)), self.out_w)
+        t = torch.cat([self.dense_proj(x).unsqueeze(1), self.token_proj(tokens.transpose(1, 2)).transpose(1, 2)], 1)
+        return self.out(torch.bmm(t, t.transpose(1, 2))[:, self.li, self.lj], d)
 
     def inherit(self, src: "DotProduct", d: int, cols, token_cols) -> None:
-        copy_linear(self.dense_proj, src.dense_proj, None, cols)
-        copy_norm(self.dense_norm, src.dense_norm)
-        copy_linear(self.token_proj, src.token_proj, None, token_cols)
-        copy_norm(self.token_norm, src.token_norm)
-        copy_linear(self.out, src.out, range(d), None)
-        copy_norm(self.out_norm, src.out_norm)
-
-
-class Sum(nn.Module):
-    """Binary dense sum: left and right placed in one layout (the same source adds up), projected, LayerNorm."""
-
-    def __init__(self, in_w: int, out_w: int):
-        super().__init__()
-        self.lin, self.norm, self.out_w = nn.Linear(in_w, out_w, bias=False), nn.LayerNorm(out_w), out_w
-
-    def forward(self, pair, d: int):
-        return pad_last(prefix_norm(self.norm, linear_out(self.lin, pair, d)), self.out_w)
-
-    def inherit(self, src: "Sum", d: int, cols) -> None:
-        copy_linear(self.lin, src.lin, range(d), cols)
-        copy_norm(self.norm, src.norm)
+        self.dense_proj.inherit(src.dense_proj, None, cols)
+        self.token_proj.inherit(src.token_proj, None, token_cols)
+        self.out.inherit(src.out, d, None)
 
 
 class SigmoidGating(nn.Module):
@@ -114,17 +104,14 @@ class SigmoidGating(nn.Module):
 
     def __init__(self, left_w: int, right_w: int, out_w: int):
         super().__init__()
-        self.gate = nn.Linear(left_w, right_w)
-        self.proj, self.norm, self.out_w = nn.Linear(right_w, out_w), nn.LayerNorm(out_w), out_w
+        self.gate, self.proj = nn.Linear(left_w, right_w), ElasticProjection(right_w, out_w, bias=True)
 
     def forward(self, left, right, d: int):
-        gated = right * torch.sigmoid(self.gate(left))
-        return pad_last(prefix_norm(self.norm, linear_out(self.proj, gated, d)), self.out_w)
+        return self.proj(right * torch.sigmoid(self.gate(left)), d)
 
     def inherit(self, src: "SigmoidGating", d: int, left_cols, right_cols) -> None:
         copy_linear(self.gate, src.gate, right_cols, left_cols)
-        copy_linear(self.proj, src.proj, range(d), right_cols)
-        copy_norm(self.norm, src.norm)
+        self.proj.inherit(src.proj, d, right_cols)
 
 
 class EFC(nn.Module):
@@ -132,15 +119,13 @@ class EFC(nn.Module):
 
     def __init__(self, tokens_in: int, out_t: int):
         super().__init__()
-        self.lin, self.norm, self.out_t = nn.Linear(tokens_in, out_t, bias=False), nn.LayerNorm(out_t), out_t
+        self.proj = ElasticProjection(tokens_in, out_t, relu=True)
 
     def forward(self, tokens, t: int):
-        y = F.relu(prefix_norm(self.norm, linear_out(self.lin, tokens.transpose(1, 2), t)))
-        return pad_last(y, self.out_t).transpose(1, 2)
+        return self.proj(tokens.transpose(1, 2), t).transpose(1, 2)
 
     def inherit(self, src: "EFC", t: int, token_cols) -> None:
-        copy_linear(self.lin, src.lin, range(t), token_cols)
-        copy_norm(self.norm, src.norm)
+        self.proj.inherit(src.proj, t, token_cols)
 
 
 class Attention(nn.Module):
@@ -149,7 +134,7 @@ class Attention(nn.Module):
 
     def __init__(self, tokens_in: int, out_t: int, emb: int):
         super().__init__()
-        self.proj, self.proj_norm, self.out_t = nn.Linear(tokens_in, out_t, bias=False), nn.LayerNorm(out_t), out_t
+        self.proj, self.out_t = ElasticProjection(tokens_in, out_t), out_t
         self.qkv, self.o = nn.Linear(emb, 3 * emb), nn.Linear(emb, emb)
         self.fc1, self.fc2 = nn.Linear(emb, emb), nn.Linear(emb, emb)
         self.attn_norm, self.ffn_norm = nn.LayerNorm(emb), nn.LayerNorm(emb)
@@ -157,7 +142,7 @@ class Attention(nn.Module):
         nn.init.constant_(self.ffn_norm.weight, LN_INIT)
 
     def forward(self, tokens, t: int):
-        p = prefix_norm(self.proj_norm, linear_out(self.proj, tokens.transpose(1, 2), t)).transpose(1, 2)
+        p = self.proj(tokens.transpose(1, 2), t)[..., :t].transpose(1, 2)  # attention among the t tokens only
         b, n, e = p.shape
         q, k, v = (z.reshape(b, n, ATTN_HEADS, e // ATTN_HEADS).transpose(1, 2) for z in self.qkv(p).chunk(3, -1))
         att = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(e // ATTN_HEADS), dim=-1)
@@ -167,8 +152,7 @@ class Attention(nn.Module):
         return F.pad(h, (0, 0, 0, self.out_t - n)) if n < self.out_t else h
 
     def inherit(self, src: "Attention", t: int, token_cols) -> None:
-        copy_linear(self.proj, src.proj, range(t), token_cols)
-        copy_norm(self.proj_norm, src.proj_norm)
+        self.proj.inherit(src.proj, t, token_cols)
         for name in ("qkv", "o", "fc1", "fc2"):
             copy_linear(getattr(self, name), getattr(src, name), None, None)
         copy_norm(self.attn_norm, src.attn_norm)
@@ -180,16 +164,14 @@ class FMToDense(nn.Module):
 
     def __init__(self, emb: int, out_w: int):
         super().__init__()
-        self.lin, self.norm, self.out_w = nn.Linear(emb, out_w, bias=False), nn.LayerNorm(out_w), out_w
+        self.proj = ElasticProjection(emb, out_w)
 
     def forward(self, tokens, d: int):
         s = tokens.sum(1)
-        fm = s * s - (tokens * tokens).sum(1)
-        return pad_last(prefix_norm(self.norm, linear_out(self.lin, fm, d)), self.out_w)
+        return self.proj(s * s - (tokens * tokens).sum(1), d)
 
     def inherit(self, src: "FMToDense", d: int) -> None:
-        copy_linear(self.lin, src.lin, range(d), None)
-        copy_norm(self.norm, src.norm)
+        self.proj.inherit(src.proj, d, None)
 
 
 class DenseToTokens(nn.Module):
@@ -197,12 +179,10 @@ class DenseToTokens(nn.Module):
 
     def __init__(self, dense_w: int, emb: int):
         super().__init__()
-        self.lin, self.norm, self.emb = nn.Linear(dense_w, MERGER_TOKENS * emb, bias=False), \
-            nn.LayerNorm(MERGER_TOKENS * emb), emb
+        self.proj, self.emb = ElasticProjection(dense_w, MERGER_TOKENS * emb), emb
 
     def forward(self, dense):
-        return self.norm(self.lin(dense)).view(dense.shape[0], MERGER_TOKENS, self.emb)
+        return self.proj(dense).view(dense.shape[0], MERGER_TOKENS, self.emb)
 
     def inherit(self, src: "DenseToTokens", d: int) -> None:
-        copy_linear(self.lin, src.lin, None, range(d))
-        copy_norm(self.norm, src.norm)
+        self.proj.inherit(src.proj, None, range(d))

@@ -117,4 +117,5 @@ class RegularizedEvolution(SpaceSearcher):
     def load_state_dict(self, state: dict) -> None:
         self.rng = rng_from_state(state["rng"])
         self.population = [dict(m) for m in state["population"]]
-        self.seen, self.generation, self.consumed = list(state["seen"]), int(state["generation"]), int(state["consumed"])
+        self.seen = list(state["seen"])
+        self.generation, self.consumed = int(state["generation"]), int(state["consumed"])

@@ -66,7 +66,8 @@ class NASRecSpace(Space):
         fields = MACRO_FIELDS if rng.random() < 0.5 else MICRO_FIELDS
         f = fields[int(rng.integers(len(fields)))]
         blocks = [dict(b) for b in point["blocks"]]
-        blocks[i].update({k: list(v) if isinstance(v, tuple) else v for k, v in draw_field(self.cfg, i, f, rng).items()})
+        drawn = draw_field(self.cfg, i, f, rng)
+        blocks[i].update({k: list(v) if isinstance(v, tuple) else v for k, v in drawn.items()})
         return {"dp_tokens": point["dp_tokens"], "blocks": blocks}
 
     def neighbours(self, point) -> list[dict]:

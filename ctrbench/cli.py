@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"interrupted ({signal.Signals(signum).name}): unfinished runs are marked interrupted; the same "
-              "command resumes them", file=sys.stderr)
+        what = ": unfinished runs are marked interrupted; the same command resumes them" if args.command == "run" \
+            else ""
+        print(f"interrupted ({signal.Signals(signum).name}){what}", file=sys.stderr)
         return 128 + signum
 
 

@@ -101,9 +101,11 @@ def add_commands(sub) -> None:
     p.add_argument("--force", action="store_true", help="re-run runs that already finished")
     p.add_argument("--executor", choices=("local", "process", "ray"), default="local",
                    help="where runs execute (default: local, in this process)")
-    p.add_argument("--workers", type=int, default=None, help="processes (process) or CPUs (local ray); default: all cores")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes (process) or CPUs (local ray); default: all cores")
     p.add_argument("--address", default=None, help="ray: address of a running cluster (default: start a local one)")
-    p.add_argument("--data-root", default=None, help="dataset caches (default: $CTRBENCH_DATA_ROOT or ~/.cache/ctrbench)")
+    p.add_argument("--data-root", default=None,
+                   help="dataset caches (default: $CTRBENCH_DATA_ROOT or ~/.cache/ctrbench)")
     p.add_argument("--store", default=None, help="run store SQLite file (default: RESULTS/<suite>/runs.sqlite, "
                    "see above)")
     p.add_argument("--only", type=entry_names, default=None, help="comma-separated entry names to run (default: all)")

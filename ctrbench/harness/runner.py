@@ -73,7 +73,8 @@ def run_claimed(store: RunStore, spec: RunSpec, *, force: bool, data_root, comma
                           record=claim.record)
         if signals.requested() and rec.status not in DONE:
             raise Interrupted(signal.SIGINT)
-    store.finish(rec)
+    with signals.deferred():  # an interrupt now acts once the finished run is stored
+        store.finish(rec)
     return "run", rec
 
 

@@ -3,6 +3,7 @@ workers die with their parent, and a run that fails after an interrupt is an int
 
 - `interrupt_signals()`: while a suite runs, SIGINT and SIGTERM raise Interrupted (a KeyboardInterrupt) in the
   main thread and set a flag; a signal that is ignored (a pool worker's SIGINT) stays ignored.
+- `deferred()`: signals wait until a finished run's record is written.
 - `ignored(SIGINT)`: processes spawned inside it start with SIGINT ignored (the disposition survives exec and
   Python keeps it), so Ctrl-C on the terminal reaches only the parent, which stops the pool itself.
 - `die_with_parent(pid)`: Linux's parent-death signal (prctl PR_SET_PDEATHSIG): a worker gets SIGTERM when
@@ -70,6 +71,21 @@ def ignored(*signums: int) -> Iterator[None]:
     finally:
         for signum, handler in old.items():
             signal.signal(signum, handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while inside (main thread) and deliver them on exit: a finished run's
+    record is written whole before an interrupt acts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -86,7 +86,11 @@ class RunStore:
         self._conn_pid: int | None = None
         self.host = socket.gethostname()
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the run store's folder {self.path.parent}: {exc.strerror} "
+                                 "(pass --store with a writable place)") from None
             self._init_schema()
         else:
             if not self.path.is_file():

@@ -68,6 +68,13 @@ def test_a_corrupt_store_is_one_line_naming_the_file(damage, write_suite, tmp_pa
         _one_error_line(capsys.readouterr().err, str(store), "move the file aside")
 
 
+def test_a_store_that_cannot_be_created_is_one_line(write_suite, tmp_path, data_root, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli("run", write_suite(SUITE), "--store", blocker / "runs.sqlite", "--data-root", data_root) == 2
+    _one_error_line(capsys.readouterr().err, "cannot create the run store's folder", str(blocker))
+
+
 @pytest.mark.parametrize("option,value,words", [
     ("--only", "", "no entry name"), ("--only", ",", "no entry name"), ("--only", "lr,,fm", "empty entry name"),
     ("--seeds", "1,x", "invalid seeds"), ("--seeds", "-1", "invalid seeds"), ("--seeds", "", "invalid seeds"),

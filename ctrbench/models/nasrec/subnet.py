@@ -55,8 +55,7 @@ class NASRecSubnet(NASRecNet):
     def inherit(self, supernet: NASRecSupernet) -> "NASRecSubnet":
         """Copy the supernet's weights for this point's path (embeddings whole; every op its slice)."""
         point = self.params.point
-        supernet.fix(point)  # checks the point fits the supernet
-        supernet.fixed = None
+        supernet.check(point)
         self.embedding.load_state_dict(supernet.embedding.state_dict())
         if self.dense_norm is not None:
             self.dense_norm.load_state_dict(supernet.dense_norm.state_dict())

@@ -70,9 +70,10 @@ class NASRecSupernet(NASRecNet):
 
     def fix(self, point: NASRecPoint | dict | None) -> None:
         """Pin the path of `point` (None: back to sampling); the point must fit this supernet's widths."""
-        if point is None:
-            self.fixed = None
-            return
+        self.fixed = None if point is None else [BlockPath.of(b) for b in self.check(point).blocks]
+
+    def check(self, point: NASRecPoint | dict) -> NASRecPoint:
+        """`point` validated, and checked to be a path of this supernet (nodes, widths, blocks); ValueError if not."""
         point = NASRecPoint.model_validate(point)
         if len(point.blocks) != self.cfg.num_blocks:
             raise ValueError(f"point has {len(point.blocks)} blocks; the supernet has {self.cfg.num_blocks}")
@@ -84,7 +85,7 @@ class NASRecSupernet(NASRecNet):
                                  f"{self.max_d}/{self.max_t}")
         if point.dp_tokens != self.cfg.k:
             raise ValueError(f"point's dp_tokens {point.dp_tokens} != the supernet's {self.cfg.k}")
-        self.fixed = [BlockPath.of(b) for b in point.blocks]
+        return point
 
     def full_path(self) -> list[BlockPath]:
         return [BlockPath(tuple(range(i + 1)), tuple(range(i + 1)), tuple(range(i + 1)), tuple(range(i + 1)),

@@ -78,57 +78,123 @@ def _tokens(idx, n, P, first, shift):
 
 
 @triton.jit
+def _program(len_ptr, H, Nq, Nk, P, T, DH: tl.constexpr):
+    """This program's (batch * head) slab: its index, L valid sequence tokens, the left padding, the first valid
+    slot, and the offsets of its q and k / v rows."""
+    pid_bh = tl.program_id(0)
+    L = tl.load(len_ptr + pid_bh // H).to(tl.int32)
+    shift = T - L
+    return pid_bh, L, shift, P + shift, pid_bh.to(tl.int64) * Nq * DH, pid_bh.to(tl.int64) * Nk * DH
+
+
+@triton.jit
+def _base2(q1, q2, scale):
+    """Query parts scaled so that q . k are base-2 softmax logits (tl.exp2)."""
+    return q1 * (scale * 1.4426950408889634), q2 * (scale * 1.4426950408889634)
+
+
+@triton.jit
+def _load_rows(ptr, rows, row_ok, cd, DH: tl.constexpr):
+    """[rows, BLOCK_D] fp32; rows that are not ok (masked slots) are never read and come back 0."""
+    offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
+    return tl.load(ptr + offs, mask=row_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _queries(q_ptr, rows, Nq, P, first, shift, ch, log2_base, DH: tl.constexpr, HALF: tl.constexpr,
+             ROPE: tl.constexpr, SEPQ: tl.constexpr):
+    """A block of query rows: in range, valid (all in range for separate queries), position, rotated parts."""
+    in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
+    if SEPQ:
+        q_ok = in_q
+    q1, q2 = _load_parts(q_ptr, rows, q_ok, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
+    return in_q, q_ok, q_pos, q1, q2
+
+
+@triton.jit
+def _keys(k_ptr, v_ptr, keys, Nk, P, first, shift, ch, cd, log2_base, DH: tl.constexpr, HALF: tl.constexpr,
+          ROPE: tl.constexpr):
+    """A tile of keys: in range, valid, position, rotated key parts and value rows (masked ones read as 0)."""
+    in_k, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
+    k1, k2 = _load_parts(k_ptr, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
+    return in_k, k_ok, k_pos, k1, k2, _load_rows(v_ptr, keys, k_ok, cd, DH)
+
+
+@triton.jit
+def _scores(q1, q2, k1, k2, PRECISION: tl.constexpr):
+    """q . k over both column parts: [queries, keys]."""
+    s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
+    return s + tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
+
+
+@triton.jit
+def _online_softmax_step(s, v, m_i, l_i, acc, PRECISION: tl.constexpr):
+    """One key tile of the flash forward (base-2 scores s, masked ones -inf): the new (m, l, acc)."""
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    return m_new, l_i * alpha + tl.sum(p, axis=1), acc * alpha[:, None] + tl.dot(p, v, input_precision=PRECISION)
+
+
+@triton.jit
+def _grad_scores(p, dp, delta, pair_ok):
+    """dS = P * (dP - D) with dP = dO V^T, exactly 0 off the valid (query, key) pairs."""
+    return tl.where(pair_ok, p * (dp - delta[:, None]), 0.0)
+
+
+@triton.jit
+def _store_query_grads(dq_ptr, rows, in_q, q_ok, q_pos, ch, dq1, dq2, scale, log2_base, DH: tl.constexpr,
+                       HALF: tl.constexpr, ROTATE: tl.constexpr):
+    """dq = scale * dS K, un-rotated; padded rows exactly 0 (0 * NaN of valid input otherwise)."""
+    dq1 = tl.where(q_ok[:, None], dq1 * scale, 0.0)
+    dq2 = tl.where(q_ok[:, None], dq2 * scale, 0.0)
+    if ROTATE:
+        dq1, dq2 = _unrotate(dq1, dq2, q_pos, ch, log2_base, DH)
+    _store_parts(dq_ptr, rows, in_q, ch, dq1, dq2, DH, HALF)
+
+
+@triton.jit
+def _store_key_grads(dk_ptr, dv_ptr, keys, in_k, k_ok, k_pos, ch, cd, dk1, dk2, dv, scale, log2_base,
+                     DH: tl.constexpr, HALF: tl.constexpr, ROPE: tl.constexpr):
+    """dk = scale * dS^T Q un-rotated, and dv; masked keys exactly 0 (0 * NaN of valid input otherwise)."""
+    dk1 = tl.where(k_ok[:, None], dk1 * scale, 0.0)
+    dk2 = tl.where(k_ok[:, None], dk2 * scale, 0.0)
+    dv = tl.where(k_ok[:, None], dv, 0.0)
+    if ROPE:
+        dk1, dk2 = _unrotate(dk1, dk2, k_pos, ch, log2_base, DH)
+    _store_parts(dk_ptr, keys, in_k, ch, dk1, dk2, DH, HALF)
+    offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
+    tl.store(dv_ptr + offs, dv.to(dv_ptr.dtype.element_ty), mask=in_k[:, None] & (cd[None, :] < DH))
+
+
+@triton.jit
 def interleaved_attention_fwd_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, len_ptr, H, Nq, Nk, P, T, scale, log2_base,
     DH: tl.constexpr, HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, N_TILES: tl.constexpr,
     ROPE: tl.constexpr, SEPQ: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
-    pid_m = tl.program_id(1)
-    b = pid_bh // H
-    L = tl.load(len_ptr + b).to(tl.int32)
-    shift = T - L
-    first = P + shift  # first valid sequence slot
-    q_base = q_ptr + pid_bh.to(tl.int64) * Nq * DH
-    k_base = k_ptr + pid_bh.to(tl.int64) * Nk * DH
-    v_base = v_ptr + pid_bh.to(tl.int64) * Nk * DH
-    o_base = o_ptr + pid_bh.to(tl.int64) * Nq * DH
+    pid_bh, L, shift, first, q_off, k_off = _program(len_ptr, H, Nq, Nk, P, T, DH)
     ch = tl.arange(0, BLOCK_H)
     cd = tl.arange(0, BLOCK_D)
-
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
-    if SEPQ:
-        q_ok = in_q
-    q1, q2 = _load_parts(q_base, rows, q_ok, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)  # padded: never read
-    qk_scale = scale * 1.4426950408889634  # softmax in base 2
-    q1 = q1 * qk_scale
-    q2 = q2 * qk_scale
+    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    in_q, q_ok, q_pos, q1, q2 = _queries(q_ptr + q_off, rows, Nq, P, first, shift, ch, log2_base, DH, HALF, ROPE,
+                                         SEPQ)
+    q1, q2 = _base2(q1, q2, scale)
 
     m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for t in range(N_TILES):
         keys = t * BLOCK_N + tl.arange(0, BLOCK_N)
-        _, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
-        k1, k2 = _load_parts(k_base, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
-        s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
-        s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
-        s = tl.where(k_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
-        v = tl.load(v_base + v_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
-        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=PRECISION)
-        m_i = m_new
+        in_k, k_ok, k_pos, k1, k2, v = _keys(k_ptr + k_off, v_ptr + k_off, keys, Nk, P, first, shift, ch, cd,
+                                             log2_base, DH, HALF, ROPE)
+        s = tl.where(k_ok[None, :], _scores(q1, q2, k1, k2, PRECISION), float("-inf"))
+        m_i, l_i, acc = _online_softmax_step(s, v, m_i, l_i, acc, PRECISION)
     has = q_ok & (P + L > 0)  # from the counts, not l_i: a NaN in valid input must reach the output
-    out = acc / tl.where(has, l_i, 1.0)[:, None]
-    out = tl.where(has[:, None], out, 0.0)
+    out = tl.where(has[:, None], acc / tl.where(has, l_i, 1.0)[:, None], 0.0)
     o_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
-    tl.store(o_base + o_offs, out.to(o_ptr.dtype.element_ty), mask=in_q[:, None] & (cd[None, :] < DH))
+    tl.store(o_ptr + q_off + o_offs, out.to(o_ptr.dtype.element_ty), mask=in_q[:, None] & (cd[None, :] < DH))
 
 
 @triton.jit
@@ -138,61 +204,39 @@ def interleaved_attention_bwd_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, M_TILES: tl.constexpr,
     ROPE: tl.constexpr, SEPQ: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
-    b = pid_bh // H
-    L = tl.load(len_ptr + b).to(tl.int32)
-    shift = T - L
-    first = P + shift
-    q_off = pid_bh.to(tl.int64) * Nq * DH
-    k_off = pid_bh.to(tl.int64) * Nk * DH
+    """The backward up to BLOCK_N >= Nk keys: all keys in one tile, probabilities recomputed per query block."""
+    pid_bh, L, shift, first, q_off, k_off = _program(len_ptr, H, Nq, Nk, P, T, DH)
     ch = tl.arange(0, BLOCK_H)
     cd = tl.arange(0, BLOCK_D)
-
     keys = tl.arange(0, BLOCK_N)
-    in_k, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
-    k1, k2 = _load_parts(k_ptr + k_off, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
-    kv_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
-    kv_mask = in_k[:, None] & (cd[None, :] < DH)
-    v = tl.load(v_ptr + k_off + kv_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+    in_k, k_ok, k_pos, k1, k2, v = _keys(k_ptr + k_off, v_ptr + k_off, keys, Nk, P, first, shift, ch, cd, log2_base,
+                                         DH, HALF, ROPE)
     dk1 = tl.zeros([BLOCK_N, BLOCK_H], tl.float32)
     dk2 = tl.zeros([BLOCK_N, BLOCK_H], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
 
     for mt in range(M_TILES):
         rows = mt * BLOCK_M + tl.arange(0, BLOCK_M)
-        in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
-        if SEPQ:
-            q_ok = in_q
-        q1, q2 = _load_parts(q_ptr + q_off, rows, q_ok, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
-        s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
-        s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
-        s = tl.where(k_ok[None, :], s * scale, float("-inf"))
+        in_q, q_ok, q_pos, q1, q2 = _queries(q_ptr + q_off, rows, Nq, P, first, shift, ch, log2_base, DH, HALF,
+                                             ROPE, SEPQ)
+        s = tl.where(k_ok[None, :], _scores(q1, q2, k1, k2, PRECISION) * scale, float("-inf"))
         m = tl.max(s, axis=1)
         m = tl.where(m == float("-inf"), 0.0, m)
         e = tl.exp(s - m[:, None])
         l = tl.sum(e, axis=1)
-        p = e / tl.where(P + L > 0, l, 1.0)[:, None]  # not `l > 0`: a NaN sum must stay NaN
         pair_ok = q_ok[:, None] & k_ok[None, :]
-        p = tl.where(pair_ok, p, 0.0)  # exactly 0 off the valid pairs, even in a row made NaN by valid input
-        q_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
-        do = tl.load(go_ptr + q_off + q_offs, mask=q_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+        # not `l > 0`: a NaN sum must stay NaN; exactly 0 off the valid pairs, even in a row made NaN
+        p = tl.where(pair_ok, e / tl.where(P + L > 0, l, 1.0)[:, None], 0.0)
+        do = _load_rows(go_ptr + q_off, rows, q_ok, cd, DH)
         dv += tl.dot(tl.trans(p), do, input_precision=PRECISION)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        ds = tl.where(pair_ok, p * (dp - tl.sum(p * dp, axis=1)[:, None]), 0.0)
-        dq1 = tl.where(q_ok[:, None], tl.dot(ds, k1, input_precision=PRECISION) * scale, 0.0)  # padded rows: 0
-        dq2 = tl.where(q_ok[:, None], tl.dot(ds, k2, input_precision=PRECISION) * scale, 0.0)
-        if ROPE and not SEPQ:
-            dq1, dq2 = _unrotate(dq1, dq2, q_pos, ch, log2_base, DH)
-        _store_parts(dq_ptr + q_off, rows, in_q, ch, dq1, dq2, DH, HALF)
+        ds = _grad_scores(p, dp, tl.sum(p * dp, axis=1), pair_ok)
+        _store_query_grads(dq_ptr + q_off, rows, in_q, q_ok, q_pos, ch, tl.dot(ds, k1, input_precision=PRECISION),
+                           tl.dot(ds, k2, input_precision=PRECISION), scale, log2_base, DH, HALF, ROPE and not SEPQ)
         dk1 += tl.dot(tl.trans(ds), q1, input_precision=PRECISION)
         dk2 += tl.dot(tl.trans(ds), q2, input_precision=PRECISION)
-    dk1 = tl.where(k_ok[:, None], dk1 * scale, 0.0)  # masked keys: exactly 0 (0 * NaN of valid input otherwise)
-    dk2 = tl.where(k_ok[:, None], dk2 * scale, 0.0)
-    dv = tl.where(k_ok[:, None], dv, 0.0)
-    if ROPE:
-        dk1, dk2 = _unrotate(dk1, dk2, k_pos, ch, log2_base, DH)
-    _store_parts(dk_ptr + k_off, keys, in_k, ch, dk1, dk2, DH, HALF)
-    tl.store(dv_ptr + k_off + kv_offs, dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
+    _store_key_grads(dk_ptr + k_off, dv_ptr + k_off, keys, in_k, k_ok, k_pos, ch, cd, dk1, dk2, dv, scale, log2_base,
+                     DH, HALF, ROPE)
 
 
 @triton.jit
@@ -204,44 +248,24 @@ def interleaved_attention_bwd_rows_kernel(
 ):
     """Key-tiled backward, per (batch*head, block of queries): base-2 logsumexp and D = rowsum(dO * O) (stored
     for the keys kernel), then dq."""
-    pid_bh = tl.program_id(0)
-    pid_m = tl.program_id(1)
-    b = pid_bh // H
-    L = tl.load(len_ptr + b).to(tl.int32)
-    shift = T - L
-    first = P + shift
-    q_off = pid_bh.to(tl.int64) * Nq * DH
-    k_off = pid_bh.to(tl.int64) * Nk * DH
+    pid_bh, L, shift, first, q_off, k_off = _program(len_ptr, H, Nq, Nk, P, T, DH)
     ch = tl.arange(0, BLOCK_H)
     cd = tl.arange(0, BLOCK_D)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
-    if SEPQ:
-        q_ok = in_q
-    q1, q2 = _load_parts(q_ptr + q_off, rows, q_ok, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
-    q1 = q1 * (scale * 1.4426950408889634)  # scores in base 2
-    q2 = q2 * (scale * 1.4426950408889634)
-    q_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
-    do = tl.load(go_ptr + q_off + q_offs, mask=q_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    in_q, q_ok, q_pos, q1, q2 = _queries(q_ptr + q_off, rows, Nq, P, first, shift, ch, log2_base, DH, HALF, ROPE,
+                                         SEPQ)
+    q1, q2 = _base2(q1, q2, scale)
+    do = _load_rows(go_ptr + q_off, rows, q_ok, cd, DH)
 
     m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for t in range(N_TILES):  # pass 1: the forward's online softmax, for the logsumexp and the output
+    for t in range(N_TILES):  # pass 1: the forward, for the logsumexp and the output
         keys = t * BLOCK_N + tl.arange(0, BLOCK_N)
-        _, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
-        k1, k2 = _load_parts(k_ptr + k_off, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
-        s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
-        s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
-        s = tl.where(k_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
-        v = tl.load(v_ptr + k_off + v_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
-        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=PRECISION)
-        m_i = m_new
+        in_k, k_ok, k_pos, k1, k2, v = _keys(k_ptr + k_off, v_ptr + k_off, keys, Nk, P, first, shift, ch, cd,
+                                             log2_base, DH, HALF, ROPE)
+        s = tl.where(k_ok[None, :], _scores(q1, q2, k1, k2, PRECISION), float("-inf"))
+        m_i, l_i, acc = _online_softmax_step(s, v, m_i, l_i, acc, PRECISION)
     l_safe = tl.where(P + L > 0, l_i, 1.0)  # not `l > 0`: a NaN sum must stay NaN
     lse = m_i + tl.log(l_safe) * 1.4426950408889634
     delta = tl.where(q_ok, tl.sum(do * (acc / l_safe[:, None]), axis=1), 0.0)
@@ -252,23 +276,15 @@ def interleaved_attention_bwd_rows_kernel(
     dq2 = tl.zeros([BLOCK_M, BLOCK_H], tl.float32)
     for t in range(N_TILES):  # pass 2: dq = dS K
         keys = t * BLOCK_N + tl.arange(0, BLOCK_N)
-        _, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
-        k1, k2 = _load_parts(k_ptr + k_off, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
-        s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
-        s += tl.dot(q2, tl.trans(k2), input_precision=PRECISION)
+        in_k, k_ok, k_pos, k1, k2, v = _keys(k_ptr + k_off, v_ptr + k_off, keys, Nk, P, first, shift, ch, cd,
+                                             log2_base, DH, HALF, ROPE)
         pair_ok = q_ok[:, None] & k_ok[None, :]
-        p = tl.where(pair_ok, tl.exp2(s - lse[:, None]), 0.0)
-        v_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
-        v = tl.load(v_ptr + k_off + v_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
-        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        ds = tl.where(pair_ok, p * (dp - delta[:, None]), 0.0)
+        p = tl.where(pair_ok, tl.exp2(_scores(q1, q2, k1, k2, PRECISION) - lse[:, None]), 0.0)
+        ds = _grad_scores(p, tl.dot(do, tl.trans(v), input_precision=PRECISION), delta, pair_ok)
         dq1 += tl.dot(ds, k1, input_precision=PRECISION)
         dq2 += tl.dot(ds, k2, input_precision=PRECISION)
-    dq1 = tl.where(q_ok[:, None], dq1 * scale, 0.0)
-    dq2 = tl.where(q_ok[:, None], dq2 * scale, 0.0)
-    if ROPE and not SEPQ:
-        dq1, dq2 = _unrotate(dq1, dq2, q_pos, ch, log2_base, DH)
-    _store_parts(dq_ptr + q_off, rows, in_q, ch, dq1, dq2, DH, HALF)
+    _store_query_grads(dq_ptr + q_off, rows, in_q, q_ok, q_pos, ch, dq1, dq2, scale, log2_base, DH, HALF,
+                       ROPE and not SEPQ)
 
 
 @triton.jit
@@ -280,50 +296,32 @@ def interleaved_attention_bwd_keys_kernel(
 ):
     """Key-tiled backward, per (batch*head, tile of keys): dk and dv over every query block, with the logsumexp
     and D the rows kernel stored."""
-    pid_bh = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    b = pid_bh // H
-    L = tl.load(len_ptr + b).to(tl.int32)
-    shift = T - L
-    first = P + shift
-    q_off = pid_bh.to(tl.int64) * Nq * DH
-    k_off = pid_bh.to(tl.int64) * Nk * DH
+    pid_bh, L, shift, first, q_off, k_off = _program(len_ptr, H, Nq, Nk, P, T, DH)
     ch = tl.arange(0, BLOCK_H)
     cd = tl.arange(0, BLOCK_D)
-    keys = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    in_k, k_ok, k_pos = _tokens(keys, Nk, P, first, shift)
-    k1, k2 = _load_parts(k_ptr + k_off, keys, k_ok, k_pos, ch, log2_base, DH, HALF, ROPE)
-    kv_offs = keys.to(tl.int64)[:, None] * DH + cd[None, :]
-    v = tl.load(v_ptr + k_off + kv_offs, mask=k_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+    keys = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    in_k, k_ok, k_pos, k1, k2, v = _keys(k_ptr + k_off, v_ptr + k_off, keys, Nk, P, first, shift, ch, cd, log2_base,
+                                         DH, HALF, ROPE)
     dk1 = tl.zeros([BLOCK_N, BLOCK_H], tl.float32)
     dk2 = tl.zeros([BLOCK_N, BLOCK_H], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     for mt in range(M_TILES):
         rows = mt * BLOCK_M + tl.arange(0, BLOCK_M)
-        in_q, q_ok, q_pos = _tokens(rows, Nq, P, first, shift)
-        if SEPQ:
-            q_ok = in_q
-        q1, q2 = _load_parts(q_ptr + q_off, rows, q_ok, q_pos, ch, log2_base, DH, HALF, ROPE and not SEPQ)
-        q_offs = rows.to(tl.int64)[:, None] * DH + cd[None, :]
-        do = tl.load(go_ptr + q_off + q_offs, mask=q_ok[:, None] & (cd[None, :] < DH), other=0.0).to(tl.float32)
+        in_q, q_ok, q_pos, q1, q2 = _queries(q_ptr + q_off, rows, Nq, P, first, shift, ch, log2_base, DH, HALF,
+                                             ROPE, SEPQ)
+        do = _load_rows(go_ptr + q_off, rows, q_ok, cd, DH)
         lse = tl.load(lse_ptr + pid_bh.to(tl.int64) * Nq + rows, mask=q_ok, other=0.0)
         delta = tl.load(delta_ptr + pid_bh.to(tl.int64) * Nq + rows, mask=q_ok, other=0.0)
-        s = tl.dot(q1 * (scale * 1.4426950408889634), tl.trans(k1), input_precision=PRECISION)
-        s += tl.dot(q2 * (scale * 1.4426950408889634), tl.trans(k2), input_precision=PRECISION)
+        s1, s2 = _base2(q1, q2, scale)
+        s = _scores(s1, s2, k1, k2, PRECISION)
         pair_ok = q_ok[:, None] & k_ok[None, :]
         p = tl.where(pair_ok, tl.exp2(s - lse[:, None]), 0.0)
         dv += tl.dot(tl.trans(p), do, input_precision=PRECISION)
-        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        ds = tl.where(pair_ok, p * (dp - delta[:, None]), 0.0)
+        ds = _grad_scores(p, tl.dot(do, tl.trans(v), input_precision=PRECISION), delta, pair_ok)
         dk1 += tl.dot(tl.trans(ds), q1, input_precision=PRECISION)
         dk2 += tl.dot(tl.trans(ds), q2, input_precision=PRECISION)
-    dk1 = tl.where(k_ok[:, None], dk1 * scale, 0.0)  # masked keys: exactly 0
-    dk2 = tl.where(k_ok[:, None], dk2 * scale, 0.0)
-    dv = tl.where(k_ok[:, None], dv, 0.0)
-    if ROPE:
-        dk1, dk2 = _unrotate(dk1, dk2, k_pos, ch, log2_base, DH)
-    _store_parts(dk_ptr + k_off, keys, in_k, ch, dk1, dk2, DH, HALF)
-    tl.store(dv_ptr + k_off + kv_offs, dv.to(dv_ptr.dtype.element_ty), mask=in_k[:, None] & (cd[None, :] < DH))
+    _store_key_grads(dk_ptr + k_off, dv_ptr + k_off, keys, in_k, k_ok, k_pos, ch, cd, dk1, dk2, dv, scale, log2_base,
+                     DH, HALF, ROPE)
 
 
 # ------------------------------------------------------------------------------------------ launchers

@@ -64,6 +64,10 @@ class NASRecSupernet(NASRecNet):
                                 k=self.cfg.k, merger_slot=True, to_tokens=True, fm=True))
         self.build(layouts, blocks, self.max_d + (self.max_t + MERGER_TOKENS) * emb)
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
+        # the step count on the host, so sampling a path reads no device tensor back; None after a state-dict
+        # load (then read once from the buffer)
+        self._host_steps: int | None = 0
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_host_steps", None))
         self.rng = np.random.default_rng(p.path_seed)
         self.fixed: list[BlockPath] | None = None
         self.last_path: list[BlockPath] | None = None
@@ -128,7 +132,10 @@ class NASRecSupernet(NASRecNet):
         if self.fixed is not None:
             self.last_path = self.fixed
         elif self.training:
-            self.last_path = self.sample_path(int(self.train_steps))
+            if self._host_steps is None:
+                self._host_steps = int(self.train_steps)
+            self.last_path = self.sample_path(self._host_steps)
+            self._host_steps += 1
             self.train_steps += 1
         else:
             self.last_path = self.full_path()

@@ -373,8 +373,9 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
            "oracle on the same test rows for synthetic data, the published numbers"
            + (f" ({suite.reference.source})" if suite.reference.source else "")
            + " for real data (empty where none). gap to oracle = the twin "
-           "oracle's AUC minus the model's on the same test rows. FLOPs count matmuls only (torch.utils.flop_counter); "
-           "samples/s are medians of timed steps after warm-up at the run's batch size.", ""]
+           "oracle's AUC minus the model's on the same test rows. FLOPs follow ctrbench.flops (a multiply-add 2, "
+           "element-wise arithmetic 1 per element, a lookup 1 per element read); samples/s are medians of timed "
+           "training steps (the run's own optimizers) after warm-up at the run's batch size.", ""]
     comp_rows = component_rows(sr)
     if comp_rows:
         md += ["Components of the models above (e.g. an ensemble's members), scored alone on the same test rows, "

@@ -20,7 +20,17 @@ import math
 
 import numpy as np
 
-__all__ = ["auc", "gauc", "logloss", "ne", "binary_entropy", "calibration", "relaimpr", "evaluate", "oracle_metrics"]
+__all__ = ["auc", "gauc", "logloss", "ne", "binary_entropy", "calibration", "relaimpr", "evaluate", "oracle_metrics",
+           "METRIC_DIRECTIONS", "better"]
+
+# The one table of metric directions (training's early stopping, the harness's checks, searches' objectives):
+# +1 higher is better, -1 lower is better.
+METRIC_DIRECTIONS: dict[str, int] = {"auc": 1, "gauc": 1, "logloss": -1, "ne": -1}
+
+
+def better(metric: str, value: float, than: float, margin: float = 0.0) -> bool:
+    """Whether `value` beats `than` on `metric` by more than `margin` (in the metric's own direction)."""
+    return METRIC_DIRECTIONS[metric] * (value - than) > margin
 
 
 def _as_labels(labels) -> np.ndarray:

@@ -36,9 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ctrbench.data.cache import Cache
 from ctrbench.data.loader import BatchLoader
 from ctrbench.errors import ConfigError
+from ctrbench.metrics import better
 from ctrbench.models.base import CTRModel
 
-MAXIMISE = {"auc": True, "gauc": True, "logloss": False}
 MIN_DELTA = 1e-6  # FuxiCTR's default min_delta
 MIN_LR = 1e-6  # FuxiCTR's reduce_lr_on_plateau floor
 
@@ -256,7 +256,7 @@ def evaluate_split(model: CTRModel, cache: Cache, split: str, cfg: TrainConfig, 
 def _improved(value: float, best: float | None, monitor: str) -> bool:
     if best is None:
         return not math.isnan(value)
-    return value > best + MIN_DELTA if MAXIMISE[monitor] else value < best - MIN_DELTA
+    return better(monitor, value, best, MIN_DELTA)
 
 
 def training_step(model: CTRModel, batch, optimizers: list[torch.optim.Optimizer], cfg: TrainConfig) -> torch.Tensor:

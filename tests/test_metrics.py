@@ -149,3 +149,19 @@ def test_oracle_metrics_prefix():
     assert res["oracle_auc"] == pytest.approx(roc_auc_score(y, p))
     assert res["oracle_gauc"] == pytest.approx((2 * 1.0 + 2 * 1.0 + 2 * 0.0) / 6)
     assert res["ne_background"] == "train" and "oracle_logloss" in res and "oracle_calibration" in res
+
+
+def test_every_metric_a_config_names_has_one_direction():
+    """Early stopping (train monitor), suite checks and search objectives all read metrics.METRIC_DIRECTIONS."""
+    import typing
+
+    from ctrbench.harness.suite import CheckSpec
+    from ctrbench.search.objective import Metric
+    from ctrbench.train import TrainConfig
+
+    named = set(typing.get_args(TrainConfig.model_fields["monitor"].annotation))
+    named |= set(typing.get_args(CheckSpec.model_fields["metric"].annotation)) | set(typing.get_args(Metric))
+    assert named <= set(metrics.METRIC_DIRECTIONS)
+    assert metrics.better("auc", 0.8, 0.7) and not metrics.better("auc", 0.7, 0.8)
+    assert metrics.better("logloss", 0.4, 0.5) and not metrics.better("logloss", 0.5, 0.4)
+    assert not metrics.better("auc", 0.7 + 1e-7, 0.7, margin=1e-6)

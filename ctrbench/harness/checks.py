@@ -14,8 +14,7 @@ from collections import defaultdict
 
 from ctrbench.harness.records import RunRecord
 from ctrbench.harness.suite import is_entry_or_point
-
-LOWER_IS_BETTER = {"logloss"}
+from ctrbench.metrics import METRIC_DIRECTIONS
 
 
 def _values(records: list[RunRecord], dataset: str, entry: str, metric: str) -> list[float]:
@@ -30,7 +29,7 @@ def _entry_points(names: list[str], entries: set[str]) -> list[str]:
 
 def evaluate_check(check, records: list[RunRecord], datasets: list[str]) -> list[dict]:
     """One row per dataset of the check (its own list, else `datasets`) with the numbers behind the verdict."""
-    sign = -1.0 if check.metric in LOWER_IS_BETTER else 1.0
+    sign = float(METRIC_DIRECTIONS[check.metric])
     present = defaultdict(set)
     for r in records:
         present[r.dataset].add(r.entry)

@@ -18,11 +18,10 @@ from typing import Any, Callable, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ctrbench.errors import CtrbenchError
-from ctrbench.search.objective import METRIC_DIRECTIONS, CostTerm, Metric, Objective
+from ctrbench.search.objective import CostTerm, Metric, Objective
 
 EVALUATION_KINDS = ("train", "inherit", "proxy", "predict", "lookup", "measure")
 EvaluationKind = Literal["train", "inherit", "proxy", "predict", "lookup", "measure"]
-MINIMISED = tuple(m for m, d in METRIC_DIRECTIONS.items() if d < 0)
 
 
 class NoEvaluatorError(CtrbenchError, KeyError):

@@ -13,9 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from ctrbench.errors import CtrbenchError
+from ctrbench.metrics import METRIC_DIRECTIONS
 
-# The one table of metric directions of the search layer: +1 higher is better, -1 lower is better.
-METRIC_DIRECTIONS: dict[str, int] = {"auc": 1, "gauc": 1, "logloss": -1, "ne": -1}
 Metric = Literal["auc", "gauc", "logloss", "ne"]
 
 

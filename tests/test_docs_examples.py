@@ -91,7 +91,7 @@ def test_searcher_example_runs_as_a_suite_entry(sandbox):
     path.write_text(suite_yaml)
     assert main(["run", str(path)]) == 0
     assert main(["report", str(path)]) == 0
-    from ctrbench.harness.store import RunStore
+    from ctrbench.runs.store import RunStore
 
     store = RunStore(sandbox / "results" / "fixed_list_demo" / "runs.sqlite")
     records = store.records(suite="fixed_list_demo")

@@ -12,9 +12,9 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from ctrbench.harness.records import RunRecord
 from ctrbench.harness.suite import is_entry_or_point
 from ctrbench.metrics import METRIC_DIRECTIONS
+from ctrbench.runs.records import RunRecord
 
 
 def _values(records: list[RunRecord], dataset: str, entry: str, metric: str) -> list[float]:

@@ -146,7 +146,7 @@ def cmd_run(args) -> int:
 
     from ctrbench.harness.runner import run_suite
 
-    from ctrbench.harness.store import RunStore
+    from ctrbench.runs.store import RunStore
 
     console = Console(stderr=False)
     suite, _, store_path = _load(args)
@@ -209,7 +209,7 @@ def _status_line(store, rec) -> str:
 def cmd_report(args) -> int:
     from ctrbench.harness.report import write_report
 
-    from ctrbench.harness.store import RunStore
+    from ctrbench.runs.store import RunStore
 
     suite, results, store_path = _load(args)
     out = Path(args.out) if args.out else results

@@ -14,12 +14,9 @@ from contextlib import contextmanager
 
 import torch
 
-from ctrbench.harness.records import RunRecord, RunSpec
-from ctrbench.harness.store import process_start_time, utc_now
+from ctrbench.runs.records import COST, QUALITY, RunRecord, RunSpec
+from ctrbench.runs.store import process_start_time, utc_now
 
-QUALITY = ("auc", "gauc", "logloss", "ne", "calibration")
-COST = ("params", "flops_fwd_per_sample", "flops_train_per_sample", "train_samples_per_s", "infer_samples_per_s",
-        "step_time_p50_ms", "step_time_p90_ms", "peak_memory_mb")
 TRACEBACK_CHARS = 3000
 
 

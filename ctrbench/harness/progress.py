@@ -6,8 +6,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichBars, 
                            TimeRemainingColumn)
 from rich.table import Table
 
-from ctrbench.harness.records import RunRecord, RunSpec
 from ctrbench.harness.runner import Progress
+from ctrbench.runs.records import RunRecord, RunSpec
 
 
 class _FitCallbacks:

@@ -24,13 +24,12 @@ import pandas as pd
 
 from ctrbench.errors import CtrbenchError
 from ctrbench.harness.checks import checks_markdown, evaluate_check, overall
-from ctrbench.harness.records import RunRecord
-from ctrbench.harness.store import RunStore, utc_now
 from ctrbench.harness.suite import Suite
+from ctrbench.runs.query import first_line, runs_frame
+from ctrbench.runs.records import COST, RunRecord
+from ctrbench.runs.store import RunStore, utc_now
 
 METRICS = ("auc", "gauc", "logloss", "ne")
-COST = ("params", "flops_fwd_per_sample", "flops_train_per_sample", "train_samples_per_s", "infer_samples_per_s",
-        "step_time_p50_ms", "step_time_p90_ms", "peak_memory_mb")
 
 
 @dataclass
@@ -215,25 +214,6 @@ def markdown_table(rows: list[dict], reference_source: str = "") -> str:
     return "\n".join(lines)
 
 
-def _first_line(s: str | None) -> str | None:
-    return s.splitlines()[0][:300] if s else s
-
-
-def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
-    cols = ["config_hash", "run_id", "attempt", "entry", "kind", "model", "dataset", "source", "rows", "data_seed",
-            "seed", "search_id", "candidate_index", "status", "error", "auc", "gauc", "logloss", "ne", "calibration",
-            "oracle_auc", "oracle_gauc", "oracle_logloss", "oracle_ne", "valid_auc", "epochs_run", "best_epoch",
-            "nan_step", *COST, "batch_size", "threads", "world_size", "device", "dtype", "train_seconds",
-            "wall_seconds", "started_at", "finished_at", "git_rev", "command"]
-    data = []
-    for r in records:
-        d = {c: getattr(r, c) for c in cols}
-        d["error"] = _first_line(r.error)
-        d["model_params"] = json.dumps(r.config.get("params", {}), sort_keys=True)
-        d["train_config"] = json.dumps(r.config.get("train", {}), sort_keys=True)
-        d["twin_options"] = json.dumps(r.config.get("twin") or {}, sort_keys=True)  # {} = the twin's defaults
-        data.append(d)
-    return pd.DataFrame(data, columns=cols + ["model_params", "train_config", "twin_options"])
 
 
 def _flatten(prefix: str, d: dict, out: dict) -> None:
@@ -399,7 +379,7 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
     bad = [r for r in records if r.status not in ("ok",)]
     if bad:
         md += ["", "Runs that did not finish ok:", ""]
-        md += [f"- {r.dataset}/{r.entry}/seed{r.seed}: {r.status} — {_first_line(r.error) or ''}" for r in bad]
+        md += [f"- {r.dataset}/{r.entry}/seed{r.seed}: {r.status} — {first_line(r.error) or ''}" for r in bad]
     paths["table"].write_text("\n".join(md) + "\n")
     header = "".join(f"# {p}\n" for p in provenance)
     frames = [("runs", runs_frame(records)), ("summary", pd.DataFrame(rows)), ("perf", perf_frame(records))]

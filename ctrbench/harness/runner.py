@@ -23,9 +23,9 @@ from typing import Any
 from ctrbench.errors import CtrbenchError, Interrupted
 from ctrbench.harness import signals
 from ctrbench.harness.execute import execute_run
-from ctrbench.harness.records import DONE, RunRecord, RunSpec, canonical_json
-from ctrbench.harness.store import RunStore, utc_now
 from ctrbench.harness.suite import SearchSpec, Suite
+from ctrbench.runs.records import DONE, RunRecord, RunSpec, canonical_json
+from ctrbench.runs.store import RunStore, utc_now
 from ctrbench.search.base import Evaluation, run_search
 
 EXECUTORS = ("local", "process", "ray")

@@ -42,7 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from ctrbench.errors import ConfigError, ParamError, UnknownNameError
-from ctrbench.harness.records import RunSpec, cache_identity, canonical_json, dataset_identity
+from ctrbench.runs.records import RunSpec, cache_identity, canonical_json, dataset_identity
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-\[\]=,]+$"
 

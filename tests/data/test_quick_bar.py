@@ -3,8 +3,8 @@ spread; the gap to the oracle is reported, never a check."""
 from pathlib import Path
 
 from ctrbench.harness.checks import evaluate_check, overall
-from ctrbench.harness.records import RunRecord
 from ctrbench.harness.suite import load_suite
+from ctrbench.runs.records import RunRecord
 
 QUICK = Path(__file__).resolve().parents[2] / "suites" / "quick.yaml"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from ctrbench.harness.records import RunRecord
-from ctrbench.harness.store import utc_now
+from ctrbench.runs.records import RunRecord
+from ctrbench.runs.store import utc_now
 
 
 def fake_metrics(spec) -> float:

@@ -12,8 +12,8 @@ from tiny_cache import build_tiny_cache  # noqa: E402
 
 import ctrbench.data.api as api  # noqa: E402
 from ctrbench.harness.execute import execute_run  # noqa: E402
-from ctrbench.harness.records import RunRecord, RunSpec  # noqa: E402
 from ctrbench.kernels.backend import note_backend, record_backends  # noqa: E402
+from ctrbench.runs.records import RunRecord, RunSpec  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

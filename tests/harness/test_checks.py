@@ -6,10 +6,10 @@ import pytest
 
 from ctrbench.errors import ConfigError
 from ctrbench.harness.checks import evaluate_check, overall
-from ctrbench.harness.records import RunRecord
 from ctrbench.harness.report import read_csv, write_report
-from ctrbench.harness.store import RunStore
 from ctrbench.harness.suite import load_suite
+from ctrbench.runs.records import RunRecord
+from ctrbench.runs.store import RunStore
 
 SUITE = """
 name: chk

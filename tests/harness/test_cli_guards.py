@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from ctrbench.cli import main
-from ctrbench.harness.store import RunStore, process_start_time
 from ctrbench.harness.suite import load_suite
+from ctrbench.runs.store import RunStore, process_start_time
 
 SUITE = """
 name: guards

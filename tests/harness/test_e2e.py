@@ -12,7 +12,7 @@ import pytest
 
 from ctrbench.cli import main
 from ctrbench.harness.report import read_csv
-from ctrbench.harness.store import RunStore
+from ctrbench.runs.store import RunStore
 from ctrbench.search.registry import register_space
 from ctrbench.search.spaces import Choice, LogUniform, SearchSpace
 

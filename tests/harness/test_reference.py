@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ctrbench.errors import ConfigError
-from ctrbench.harness.records import RunRecord
 from ctrbench.harness.report import SuiteRuns, markdown_table, summarize
 from ctrbench.harness.suite import load_suite
+from ctrbench.runs.records import RunRecord
 
 SUITE = """
 name: ref

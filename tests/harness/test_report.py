@@ -7,8 +7,8 @@ import pytest
 
 from ctrbench.harness.report import collect, read_csv, summarize, write_report
 from ctrbench.harness.runner import run_suite
-from ctrbench.harness.store import RunStore
 from ctrbench.harness.suite import load_suite
+from ctrbench.runs.store import RunStore
 
 SUITE = """
 name: rep

@@ -2,8 +2,8 @@
 over seeds, only from ok runs."""
 import pytest
 
-from ctrbench.harness.records import RunRecord
 from ctrbench.harness.report import SuiteRuns, component_rows, components_markdown
+from ctrbench.runs.records import RunRecord
 
 
 def _rec(seed, auc_a, w_a, status="ok"):

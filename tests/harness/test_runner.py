@@ -7,8 +7,8 @@ import signal
 import pytest
 
 from ctrbench.harness.runner import interrupt_marking, run_suite
-from ctrbench.harness.store import RunStore
 from ctrbench.harness.suite import load_suite
+from ctrbench.runs.store import RunStore
 from ctrbench.search.registry import get_searcher_class, get_space
 
 SUITE = """
@@ -102,7 +102,7 @@ def test_keyboard_interrupt_marks_run_interrupted_and_keeps_finished(write_suite
 
 
 def test_interrupt_marking_on_sigterm(tmp_path):
-    from ctrbench.harness.records import RunSpec
+    from ctrbench.runs.records import RunSpec
 
     store = RunStore(tmp_path / "runs.sqlite")
     spec = RunSpec(suite="s", entry="e", model="lr", params={}, train={}, dataset="criteo_x1")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ctrbench.harness.store import RunStore, process_alive
+from ctrbench.runs.store import RunStore, process_alive
 
 # four runs of about 15 s each on two workers: both are mid-run when the signal comes, two wait in the queue
 SLOW = """

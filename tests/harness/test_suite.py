@@ -160,7 +160,7 @@ def test_run_identity_holds_the_twin_generator_version(monkeypatch):
     """An empty `twin:` hashes as none; a synthetic run's and search's identity change with the twin generator's
     version (so a rerun after a generator change is not resumed from the old twin's runs), a real one's does not."""
     from ctrbench.data import synthetic
-    from ctrbench.harness.records import RunSpec
+    from ctrbench.runs.records import RunSpec
     from ctrbench.harness.suite import DatasetRef, SearchSpec
 
     kw = dict(suite="s", entry="e", model="lr", params={"a": 1}, train={"lr": 0.001, "seed": 0}, dataset="criteo_x1",
@@ -219,7 +219,7 @@ def test_synthetic_identity_is_unchanged_by_the_real_cache_field():
     import hashlib
 
     from ctrbench.data.synthetic import GENERATOR_VERSION
-    from ctrbench.harness.records import RunSpec, canonical_json
+    from ctrbench.runs.records import RunSpec, canonical_json
 
     spec = RunSpec(suite="s", entry="e", model="lr", params={"a": 1}, train={"lr": 0.001, "seed": 0},
                    dataset="criteo_x1", rows=2000, data_seed=3, seed=1, system={"measure_steps": 10})
@@ -238,7 +238,7 @@ def test_real_runs_are_tied_to_their_prepared_cache(write_suite, tmp_path, data_
     from ctrbench.data.api import open_dataset
     from ctrbench.data.cache import cache_dir
     from ctrbench.harness.runner import run_suite
-    from ctrbench.harness.store import RunStore
+    from ctrbench.runs.store import RunStore
 
     twin = open_dataset("criteo_x1", "synthetic", rows=3000, seed=0, data_root=data_root)
     root = tmp_path / "root"

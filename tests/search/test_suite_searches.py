@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 
-from ctrbench.harness.records import RunRecord
 from ctrbench.harness.runner import run_suite
-from ctrbench.harness.store import RunStore, utc_now
 from ctrbench.harness.suite import load_suite
+from ctrbench.runs.records import RunRecord
+from ctrbench.runs.store import RunStore, utc_now
 
 SUITE = """
 name: evo

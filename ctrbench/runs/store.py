@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ctrbench.errors import StoreError
-from ctrbench.harness.records import DONE, RunRecord, RunSpec, canonical_json, scalar_columns
+from ctrbench.runs.records import DONE, RunRecord, RunSpec, canonical_json, scalar_columns
 
 BUSY_TIMEOUT_MS = 60_000
 RETRIES = 8
@@ -218,15 +218,11 @@ class RunStore:
         return self._from_row(rows[0]) if rows else None
 
     def records(self, *, hashes: list[str] | None = None, suite: str | None = None, search_id: str | None = None,
-                status: str | None = None) -> list[RunRecord]:
-        """Records filtered by config hashes, suite, search or status (all when no filter is given)."""
-        where, args = [], []
-        if suite is not None:
-            where.append("suite=?"), args.append(suite)
-        if search_id is not None:
-            where.append("search_id=?"), args.append(search_id)
-        if status is not None:
-            where.append("status=?"), args.append(status)
+                status: str | None = None, dataset: str | None = None) -> list[RunRecord]:
+        """Records filtered by config hashes, suite, search, status or dataset (all when no filter is given)."""
+        filters = {"suite": suite, "search_id": search_id, "status": status, "dataset": dataset}
+        where = [f"{k}=?" for k, v in filters.items() if v is not None]
+        args = [v for v in filters.values() if v is not None]
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at"
         rows = [self._from_row(r) for r in self._query(sql, args)]
         if hashes is not None:

@@ -1,4 +1,4 @@
-"""RunSpec (what to run) and RunRecord (what came out): the harness's two value types.
+"""RunSpec (what to run) and RunRecord (what came out), shared by the harness, searches and the performance model.
 
 A run's identity is the hash of its canonical config (entry, model, params, train config, dataset +
 source + rows + data seed + a twin's generator version and options or a real dataset's prepared cache, seed,
@@ -16,6 +16,9 @@ from typing import Any
 
 STATUSES = ("running", "ok", "failed", "nan", "interrupted")
 DONE = ("ok", "nan")  # finished runs a resumed suite skips (a NaN is a result, not a crash)
+QUALITY = ("auc", "gauc", "logloss", "ne", "calibration")  # test-split metrics kept as columns
+COST = ("params", "flops_fwd_per_sample", "flops_train_per_sample", "train_samples_per_s", "infer_samples_per_s",
+        "step_time_p50_ms", "step_time_p90_ms", "peak_memory_mb")  # measured cost columns
 
 
 def canonical_json(obj: Any) -> str:

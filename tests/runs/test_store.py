@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from ctrbench.harness.records import RunRecord, RunSpec
-from ctrbench.harness.store import RunStore, process_alive, process_start_time
+from ctrbench.runs.records import RunRecord, RunSpec
+from ctrbench.runs.store import RunStore, process_alive, process_start_time
 
 
 def spec(i: int = 0, **kw) -> RunSpec:

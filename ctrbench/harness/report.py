@@ -364,7 +364,8 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
     for s in sr.searches:
         spec, summ = s["spec"], s["summary"] or {}
         md.append(f"**{spec.entry}** on {spec.dataset.name} seed {spec.seed}: {spec.searcher} search, "
-                  f"{len(s['candidates'])} candidates, best by validation {spec.options.get('metric', 'auc')} = "
+                  f"{summ.get('candidates') or len(s['candidates'])} candidates, best by validation "
+                  f"{spec.options.get('metric', 'auc')} = "
                   f"{summ.get('best_value') if summ.get('best_value') is None else round(summ['best_value'], 4)}"
                   + (f" (candidate {s['best'].candidate_index}: {json.dumps(s['best'].config['params'], sort_keys=True)}, "
                      f"lr {s['best'].config['train'].get('lr')})" if s["best"] else ""))

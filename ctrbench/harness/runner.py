@@ -5,7 +5,8 @@ its result when it ends; finished runs (ok/nan) are skipped unless `force`. In t
 worker claims and writes its own record; on Ray the driver claims and writes (workers may live on other
 machines without the store's file system). SIGTERM and Ctrl-C mark the current run "interrupted";
 a run whose process was killed outright is marked "interrupted" by the next start (`store.recover`).
-Searcher entries run after the model runs: the searcher proposes candidates, the same executor runs them.
+Searcher entries run after the model runs: the searcher proposes candidates, the same executor trains the `train`
+ones and the search's evaluator scores the others; the search's state and evaluations are kept in the store.
 """
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ from typing import Any
 from ctrbench.errors import CtrbenchError, Interrupted
 from ctrbench.harness import signals
 from ctrbench.harness.execute import execute_run
-from ctrbench.harness.suite import SearchSpec, Suite
-from ctrbench.runs.records import DONE, RunRecord, RunSpec, canonical_json
+from ctrbench.harness.suite import SearchSpec, Suite, search_evaluator
+from ctrbench.runs.records import DONE, QUALITY, RunRecord, RunSpec, canonical_json
 from ctrbench.runs.store import RunStore, utc_now
 from ctrbench.search.base import Evaluation, run_search
+from ctrbench.search.evaluators.base import dispatch
+from ctrbench.search.journal import StoreJournal
 
 EXECUTORS = ("local", "process", "ray")
 TERM_GRACE_S = 5.0  # how long stopped pool workers get to mark their runs interrupted before SIGKILL
@@ -290,28 +293,52 @@ class SuiteResult:
     busy: int = 0  # claimed by another live process: not run here, not finished either
 
 
-def _run_search(suite: Suite, search: SearchSpec, ex, store: RunStore, reg) -> tuple[dict, list[RunRecord]]:
+def train_evaluation(candidate, record: RunRecord, metric: str) -> Evaluation:
+    """A trained candidate's evaluation: its validation `metric` is the value; metrics hold every validation
+    metric, the test metrics (test_*), flops (forward, per example) and params for cost terms."""
+    metrics = {**(record.valid or {}), "flops": record.flops_fwd_per_sample, "params": record.params,
+               **{f"test_{k}": getattr(record, k) for k in QUALITY}}
+    return Evaluation(candidate, record.status, (record.valid or {}).get(metric), record,
+                      {k: v for k, v in metrics.items() if v is not None}, record.wall_seconds)
+
+
+def _run_search(suite: Suite, search: SearchSpec, ex, store: RunStore, reg, force: bool) -> tuple[dict, list, int]:
+    """Run one search from its journal in the store (a killed search resumes with the proposals it would have
+    made; a finished one proposes nothing more): `train` candidates run on the executor as linked runs, other
+    kinds go to their evaluator (ctrbench.search.evaluators). `force` starts the search again. Returns the
+    summary, the candidates' run records and how many of those the journal held from before (skipped)."""
     scls = reg.searcher_class(search.searcher)
     searcher = scls(scls.Params(**search.options))
     metric = searcher.params.metric
     sid = search.search_id
+    if force:
+        store.clear_search(sid)
+    if store.get_search(sid) is None:
+        store.put_search(sid, started_at=utc_now())
     store.put_search(sid, suite=suite.name, entry=search.entry, searcher=search.searcher, dataset=search.dataset.name,
-                     seed=search.seed, status="running", config=search.identity(), started_at=utc_now())
-    records: list[RunRecord] = []
+                     seed=search.seed, status="running", config=search.identity())
 
-    def evaluate(batch):
-        specs = [suite.candidate_spec(search, c.index, c.params, c.train) for c in batch]
-        recs = ex.run(specs)
-        records.extend(recs)
-        return [Evaluation(c, r.status, (r.valid or {}).get(metric), r) for c, r in zip(batch, recs)]
+    trained_here = []
 
-    result = run_search(searcher, evaluate)
+    def train(batch):
+        trained_here.extend(batch)
+        recs = ex.run([suite.candidate_spec(search, c.index, c.params, c.train) for c in batch])
+        return [train_evaluation(c, r, metric) for c, r in zip(batch, recs)]
+
+    evaluators = {"train": train}
+    if searcher.params.evaluation != "train":
+        evaluators[searcher.params.evaluation] = search_evaluator(searcher, suite.path)
+    space = getattr(searcher, "space", None)
+    journal = StoreJournal(store, sid, search.searcher, space.hash if space is not None else None)
+    result = run_search(searcher, dispatch(evaluators), journal)
     best = result.best
     summary = dict(status="ok" if best else "failed", candidates=len(result.history), finished_at=utc_now(),
-                   best_config_hash=best.record.config_hash if best else None, best_value=best.value if best else None)
+                   best_config_hash=getattr(best.record, "config_hash", None) if best else None,
+                   best_value=best.value if best else None)
     store.put_search(sid, **summary)
+    records = [e.record for e in result.history if isinstance(e.record, RunRecord)]
     return {"search_id": sid, "entry": search.entry, "dataset": search.dataset.name, "seed": search.seed,
-            "metric": metric, **summary}, records
+            "metric": metric, **summary}, records, len(records) - len(trained_here)
 
 
 def prepare_datasets(suite: Suite, data_root=None) -> None:
@@ -352,7 +379,8 @@ def run_suite(suite: Suite, store: RunStore, *, executor: str = "local", workers
             searches = []
             reg = suite.registries or Registries.default()
             for s in suite.searches:
-                summary, recs = _run_search(suite, s, ex, store, reg)
+                summary, recs, resumed = _run_search(suite, s, ex, store, reg, force)
+                counting.skipped += resumed
                 searches.append(summary)
                 records.extend(recs)
         finally:

@@ -408,8 +408,9 @@ class Suite:
 
     @property
     def planned_runs(self) -> int:
-        """Runs the suite will execute or skip (model runs + each search's budget where it declares one)."""
-        return len(self.runs) + sum(int(s.options.get("budget", 0)) for s in self.searches)
+        """Runs the suite will execute or skip (model runs + each training search's budget where it declares one)."""
+        return len(self.runs) + sum(int(s.options.get("budget", 0)) for s in self.searches
+                                    if s.options.get("evaluation", "train") == "train")
 
     def candidate_spec(self, search: SearchSpec, index: int, params: dict, train: dict) -> RunSpec:
         """The RunSpec of a searcher's candidate (validated like any entry; a bad space is a ConfigError)."""
@@ -551,7 +552,7 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None,
     for i, e in enumerate(sf.entries):
         eloc = ("entries", i)
         # which model and (for searchers) which searcher
-        searcher = None
+        searcher, search_system = None, system
         if e.kind == "model":
             if e.model is None:
                 raise src.error("a model entry needs 'model' (a registered model name)", eloc + ("model",))
@@ -578,6 +579,9 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None,
                 key = "space" if "space" in e.search else None
                 raise src.error(str(exc), eloc + ("search",) + ((key,) if key else ())) from None
             model_name = searcher.model
+            if options.evaluation != "train":
+                identity = _checked_evaluator(searcher, src, eloc).identity
+                search_system = {**system, "evaluator": identity} if identity else system
             if e.model is not None and e.model != model_name:
                 raise src.error(f"searcher {e.searcher!r} searches model {model_name!r}, not {e.model!r}", eloc + ("model",))
         try:
@@ -625,7 +629,8 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None,
                         _validate_params(model_cls, model_name, params, src, ploc)  # the fixed part alone is valid
                         searches.append(SearchSpec(
                             suite=sf.name, entry=name, searcher=e.searcher, options=options.model_dump(mode="json"),
-                            model=model_name, params=params, train=train, dataset=ds, seed=seed, system=system,
+                            model=model_name, params=params, train=train, dataset=ds, seed=seed,
+                            system=search_system,
                             loc=eloc,
                         ))
     for entry, per_ds in sf.reference.values.items():
@@ -698,6 +703,28 @@ def _grid_aware(loc_fn: Callable[[str], tuple], section: str, grid: dict, eloc: 
         return eloc + ("grid", f"{section}.{key}") if key in grid else loc_fn(key)
 
     return loc
+
+
+def search_evaluator(searcher, suite_path: str | os.PathLike):
+    """The evaluator of a search whose candidates are not trained (its `evaluation` kind, from
+    ctrbench.search.evaluators), built from the searcher's options; files are relative to the suite file."""
+    from ctrbench.search.registry import get_evaluator_class
+
+    return get_evaluator_class(searcher.params.evaluation).for_search(searcher, Path(suite_path).parent)
+
+
+def _checked_evaluator(searcher, src: SourceMap, eloc: tuple):
+    """search_evaluator, with what it lacks as a ConfigError at the searcher option to fix."""
+    from ctrbench.search.evaluators.base import EvaluatorSetupError
+
+    kind = searcher.params.evaluation
+    try:
+        return search_evaluator(searcher, src.file)
+    except UnknownNameError as exc:
+        raise src.error(f"no evaluator for evaluation {kind!r}; a suite can use: train, {', '.join(exc.valid)}",
+                        eloc + ("search", "evaluation")) from None
+    except EvaluatorSetupError as exc:
+        raise src.error(str(exc), eloc + ("search", exc.option)) from None
 
 
 def _first_candidates(reg: Registries, s: SearchSpec):

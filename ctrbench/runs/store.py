@@ -5,6 +5,11 @@ time) in one IMMEDIATE transaction before it executes and overwritten with its r
 so a finished run is never lost. A "running" row whose process is gone (SIGKILL, power loss) is turned
 into "interrupted" by `recover()` at the next start and is then run again. Scalar record fields are
 columns (for SQL and reports); the whole record is also kept as JSON. Columns are only ever added.
+
+Searches: `searches` holds one row per search (summary, and the searcher's last state with the batch it proposed,
+replaced in one transaction after each ask); `evaluations` holds every evaluation of a search, of any kind (a
+`train` one links its run by config hash), so a killed search resumes from the store with exactly the proposals
+it would have made. Stores made before these tables or columns existed get them when opened for writing.
 """
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ BUSY_TIMEOUT_MS = 60_000
 RETRIES = 8
 
 
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def utc_now(at: float | None = None) -> str:
+    """UTC ISO-8601 of now (or of epoch seconds `at`)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
 def process_start_time(pid: int) -> int | None:
@@ -72,6 +78,16 @@ COLUMNS = scalar_columns()
 COLUMN_NAMES = [c for c, _ in COLUMNS]
 SEARCH_COLUMNS = {"suite", "entry", "searcher", "dataset", "seed", "status", "best_config_hash", "best_value",
                   "candidates", "config_json", "started_at", "finished_at"}
+SEARCH_TABLE = [("search_id", "TEXT PRIMARY KEY"), *((c, "TEXT") for c in ("suite", "entry", "searcher", "dataset")),
+                ("seed", "INTEGER"), ("status", "TEXT"), ("best_config_hash", "TEXT"), ("best_value", "REAL"),
+                ("candidates", "INTEGER"), ("config_json", "TEXT"), ("started_at", "TEXT"), ("finished_at", "TEXT"),
+                ("state_json", "TEXT"), ("updated_at", "TEXT")]
+# One evaluation of a search's candidate, any kind; *_json columns hold JSON (point, candidate, metrics).
+EVALUATION_TABLE = [("search_id", "TEXT NOT NULL"), ("candidate_index", "INTEGER NOT NULL"), ("kind", "TEXT"),
+                    ("status", "TEXT"), ("value", "REAL"), ("point_hash", "TEXT"), ("point_json", "TEXT"),
+                    ("candidate_json", "TEXT"), ("metrics_json", "TEXT"), ("config_hash", "TEXT"),
+                    ("cost_seconds", "REAL"), ("started_at", "TEXT"), ("finished_at", "TEXT")]
+EVALUATION_JSON = ("point", "candidate", "metrics")
 
 
 class RunStore:
@@ -166,21 +182,23 @@ class RunStore:
             self._conn.close()
         self._conn = None
 
+    @staticmethod
+    def _table(c: sqlite3.Connection, name: str, columns: list[tuple[str, str]], suffix: str = "") -> None:
+        """Create table `name` or add the columns an older store lacks (none is ever renamed or dropped)."""
+        c.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{n} {t}' for n, t in columns)}{suffix})")
+        have = {r["name"] for r in c.execute(f"PRAGMA table_info({name})")}
+        for n, t in columns:
+            if n not in have:
+                c.execute(f"ALTER TABLE {name} ADD COLUMN {n} {t.split(' PRIMARY')[0].split(' NOT NULL')[0]}")
+
     def _init_schema(self) -> None:
-        cols = ", ".join(f"{name} {typ}" for name, typ in COLUMNS if name != "config_hash")
         with self._tx() as c:
-            c.execute(f"CREATE TABLE IF NOT EXISTS runs (config_hash TEXT PRIMARY KEY, {cols}, record_json TEXT)")
-            have = {r["name"] for r in c.execute("PRAGMA table_info(runs)")}
-            for name, typ in COLUMNS:  # a newer RunRecord adds columns; none is ever renamed or dropped
-                if name not in have:
-                    c.execute(f"ALTER TABLE runs ADD COLUMN {name} {typ}")
+            self._table(c, "runs", [("config_hash", "TEXT PRIMARY KEY"),
+                                    *((n, t) for n, t in COLUMNS if n != "config_hash"), ("record_json", "TEXT")])
             c.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
             c.execute("CREATE INDEX IF NOT EXISTS runs_search ON runs(search_id)")
-            c.execute(
-                "CREATE TABLE IF NOT EXISTS searches (search_id TEXT PRIMARY KEY, suite TEXT, entry TEXT, searcher TEXT,"
-                " dataset TEXT, seed INTEGER, status TEXT, best_config_hash TEXT, best_value REAL, candidates INTEGER,"
-                " config_json TEXT, started_at TEXT, finished_at TEXT)"
-            )
+            self._table(c, "searches", SEARCH_TABLE)
+            self._table(c, "evaluations", EVALUATION_TABLE, ", PRIMARY KEY (search_id, candidate_index)")
 
     # --- rows ------------------------------------------------------------------------------------
     @staticmethod
@@ -305,3 +323,60 @@ class RunStore:
         d = dict(rows[0])
         d["config"] = json.loads(d.pop("config_json") or "{}")
         return d
+
+    def save_search_state(self, search_id: str, searcher: str, state: dict) -> None:
+        """Replace a search's searcher state (JSON: the state and the batch it just proposed), atomically."""
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM searches WHERE search_id=?", (search_id,)).fetchone() is None:
+                c.execute("INSERT INTO searches (search_id) VALUES (?)", (search_id,))
+            c.execute("UPDATE searches SET searcher=?, state_json=?, updated_at=? WHERE search_id=?",
+                      (searcher, canonical_json(state), utc_now(), search_id))
+
+    def search_state(self, search_id: str) -> dict | None:
+        """The last saved searcher state of a search (None: none saved, or a store from before states)."""
+        if "state_json" not in self._columns("searches"):
+            return None
+        rows = self._query("SELECT state_json FROM searches WHERE search_id=?", (search_id,))
+        return json.loads(rows[0]["state_json"]) if rows and rows[0]["state_json"] else None
+
+    def put_evaluation(self, search_id: str, candidate_index: int, **fields) -> None:
+        """Insert or replace one evaluation of a search (EVALUATION_TABLE's columns; point, candidate and
+        metrics are given as objects and stored as JSON)."""
+        for k in EVALUATION_JSON:
+            if k in fields:
+                fields[f"{k}_json"] = canonical_json(fields.pop(k))
+        valid = {n for n, _ in EVALUATION_TABLE}
+        unknown = set(fields) - valid
+        if unknown:
+            raise KeyError(f"unknown evaluation fields {sorted(unknown)}; valid: {sorted(valid)}")
+        vals = {"search_id": search_id, "candidate_index": candidate_index, **fields}
+        with self._tx() as c:
+            c.execute(f"INSERT OR REPLACE INTO evaluations ({', '.join(vals)}) VALUES ({', '.join('?' * len(vals))})",
+                      list(vals.values()))
+
+    def evaluations(self, *, search_id: str | None = None, kind: str | None = None) -> list[dict]:
+        """Stored evaluations (in the order they were recorded), JSON columns decoded (`point`, `candidate`,
+        `metrics`); [] for a store from before the evaluations table."""
+        if not self._columns("evaluations"):
+            return []
+        filters = {"search_id": search_id, "kind": kind}
+        where = [f"{k}=?" for k, v in filters.items() if v is not None]
+        sql = "SELECT * FROM evaluations" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+        out = []
+        for row in self._query(sql, [v for v in filters.values() if v is not None]):
+            d = dict(row)
+            for k in EVALUATION_JSON:
+                text = d.pop(f"{k}_json")
+                d[k] = json.loads(text) if text else None
+            out.append(d)
+        return out
+
+    def clear_search(self, search_id: str) -> None:
+        """Forget a search's state and evaluations (a forced rerun starts it again; its runs stay)."""
+        with self._tx() as c:
+            c.execute("DELETE FROM evaluations WHERE search_id=?", (search_id,))
+            c.execute("UPDATE searches SET state_json=NULL, updated_at=? WHERE search_id=?", (utc_now(), search_id))
+
+    def _columns(self, table: str) -> set[str]:
+        """The columns of `table` (empty when the store has no such table)."""
+        return {r["name"] for r in self._query(f"PRAGMA table_info({table})")}

@@ -11,9 +11,10 @@
 """
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
@@ -67,13 +68,15 @@ class Candidate:
 @dataclass
 class Evaluation:
     """A candidate's outcome: status, the objective's metric on validation (`value`), other metrics (costs such
-    as flops, test metrics) and the evaluator's record (a run record for `train`; opaque here)."""
+    as flops, test metrics), the evaluator's record (a run record for `train`; opaque here) and the seconds the
+    evaluation cost (run_search fills in a batch's share of its wall time where the evaluator did not say)."""
 
     candidate: Candidate
     status: str
     value: float | None
     record: Any = None
     metrics: dict = field(default_factory=dict)
+    seconds: float | None = None
 
     @property
     def kind(self) -> str:
@@ -82,11 +85,12 @@ class Evaluation:
     def to_json(self) -> dict:
         rec = getattr(self.record, "config_hash", None)
         return {"candidate": self.candidate.to_json(), "kind": self.kind, "status": self.status, "value": self.value,
-                "metrics": self.metrics, "record": rec}
+                "metrics": self.metrics, "record": rec, "seconds": self.seconds}
 
     @classmethod
     def from_json(cls, d: dict) -> "Evaluation":
-        return cls(Candidate.from_json(d["candidate"]), d["status"], d["value"], d.get("record"), d.get("metrics", {}))
+        return cls(Candidate.from_json(d["candidate"]), d["status"], d["value"], d.get("record"), d.get("metrics", {}),
+                   d.get("seconds"))
 
 
 @dataclass
@@ -104,6 +108,7 @@ class SearcherParams(BaseModel):
     metric: Metric = "auc"  # validation metric the best is chosen on
     costs: list[CostTerm] = Field(default_factory=list)  # cost terms added to the objective (objective.py)
     evaluation: EvaluationKind = "train"  # how the candidates are evaluated
+    table: Optional[str] = None  # evaluation lookup: the benchmark CSV (evaluators/lookup.py), relative to the suite
 
     @property
     def objective(self) -> Objective:
@@ -153,11 +158,12 @@ class Searcher(ABC):
 
 def run_search(searcher: Searcher, evaluate: Callable[[list[Candidate]], list[Evaluation]],
                journal=None) -> SearchResult:
-    """Drive a searcher: ask, evaluate the batch, repeat. With a journal (journal.SearchJournal) the searcher's
-    state is saved after every ask and every evaluation is appended, and a journal that already holds a search
-    resumes it: the state is restored, the unevaluated part of the last batch is evaluated, and asking goes on
-    exactly as if the search had never stopped. `evaluate.kinds` lists the evaluation kinds it handles (a plain
-    function, like the harness's run path, handles `train` only); a candidate of another kind is an error."""
+    """Drive a searcher: ask, evaluate the batch, repeat. With a journal (journal.FileJournal, or StoreJournal in
+    the run store) the searcher's state is saved after every ask and every evaluation is appended, and a journal
+    that already holds a search resumes it: the state is restored, the unevaluated part of the last batch is
+    evaluated, and asking goes on exactly as if the search had never stopped. `evaluate.kinds` lists the
+    evaluation kinds it handles (a plain function handles `train` only; evaluators.base.dispatch several); a
+    candidate of another kind is an error."""
     kinds = getattr(evaluate, "kinds", ("train",))
     history: list[Evaluation] = []
     pending: list[Candidate] = []
@@ -177,7 +183,12 @@ def run_search(searcher: Searcher, evaluate: Callable[[list[Candidate]], list[Ev
             if journal is not None:
                 journal.save_state(searcher.state_dict(), pending)
         check_kinds(pending, kinds)
-        for e in evaluate(pending):
+        t0 = time.perf_counter()
+        done = evaluate(pending)
+        share = (time.perf_counter() - t0) / max(1, len(done))
+        for e in done:
+            if e.seconds is None:
+                e.seconds = share
             history.append(e)
             if journal is not None:
                 journal.append(e)

@@ -12,15 +12,9 @@ from harness_fakes import fake_execute_run
 TINY_ROWS = 3000
 
 
-@pytest.fixture(scope="session")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("ctrbench-data")
-
-
 @pytest.fixture(autouse=True)
-def _data_root_env(data_root, monkeypatch):
-    """Every harness test keeps its dataset caches in the session's temporary data root, never in ~/.cache."""
-    monkeypatch.setenv("CTRBENCH_DATA_ROOT", str(data_root))
+def _data_root_env(data_root_env):
+    """Every harness test keeps its dataset caches in the session's data root (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -136,3 +136,44 @@ def test_search_rows(tmp_path):
     assert got["status"] == "ok" and got["best_value"] == 0.8 and got["config"] == {"a": 1}
     with pytest.raises(KeyError):
         store.put_search("s1", **{"status; DROP TABLE runs": "x"})
+
+
+def _old_store(path) -> None:
+    """A store as ctrbench wrote it before evaluations and searcher states: runs + the old searches table."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE runs (config_hash TEXT PRIMARY KEY, status TEXT, record_json TEXT)")
+    conn.execute("CREATE TABLE searches (search_id TEXT PRIMARY KEY, suite TEXT, entry TEXT, searcher TEXT, dataset "
+                 "TEXT, seed INTEGER, status TEXT, best_config_hash TEXT, best_value REAL, candidates INTEGER, "
+                 "config_json TEXT, started_at TEXT, finished_at TEXT)")
+    conn.execute("INSERT INTO searches (search_id, status) VALUES ('s0', 'ok')")
+    conn.commit()
+    conn.close()
+
+
+def test_an_old_store_opens_read_only_and_gains_the_search_tables_when_written(tmp_path):
+    path = tmp_path / "old.sqlite"
+    _old_store(path)
+    reader = RunStore(path, create=False)  # reports open it as it is
+    assert reader.evaluations() == [] and reader.search_state("s0") is None
+    store = RunStore(path)
+    assert {"state_json", "updated_at"} <= {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(searches)")}
+    store.save_search_state("s0", "evolution", {"state": {"rng": 1}, "batch": []})
+    store.put_evaluation("s0", 0, kind="lookup", status="ok", value=0.7, point={"a": 1}, candidate={"index": 0},
+                         metrics={"auc": 0.7}, point_hash="h0", cost_seconds=0.01)
+    assert store.search_state("s0") == {"state": {"rng": 1}, "batch": []}
+    assert store.get_search("s0")["status"] == "ok"  # the summary it had is kept
+    (row,) = store.evaluations(search_id="s0", kind="lookup")
+    assert (row["candidate_index"], row["value"], row["point"], row["metrics"]) == (0, 0.7, {"a": 1}, {"auc": 0.7})
+
+
+def test_evaluations_keep_their_order_and_refuse_unknown_fields(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    for i in (3, 1, 2):
+        store.put_evaluation("s", i, kind="train", status="ok", config_hash=f"h{i}")
+    store.put_evaluation("t", 0, kind="lookup", status="failed")
+    assert [r["candidate_index"] for r in store.evaluations(search_id="s")] == [3, 1, 2]
+    assert [r["search_id"] for r in store.evaluations(kind="lookup")] == ["t"]
+    store.clear_search("s")
+    assert store.evaluations(search_id="s") == [] and len(store.evaluations()) == 1
+    with pytest.raises(KeyError, match="unknown evaluation fields"):
+        store.put_evaluation("s", 0, **{"kind; DROP TABLE runs": "x"})

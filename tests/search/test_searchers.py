@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from ctrbench.runs.store import RunStore
 from ctrbench.search.base import Candidate, Evaluation, NoEvaluatorError, run_search
 from ctrbench.search.evaluators.base import dispatch
 from ctrbench.search.evaluators.lookup import LookupEvaluator
-from ctrbench.search.journal import FileJournal
+from ctrbench.search.journal import FileJournal, StoreJournal
 from ctrbench.search.objective import CostTerm, Objective, ObjectiveError
 from ctrbench.search.registry import get_searcher_class
 from ctrbench.search.stages import retrain_top_k
@@ -49,7 +50,12 @@ def test_state_round_trip_gives_the_same_next_proposals():
     assert r.ask(first) == r2.ask(first)
 
 
-def test_journal_resumes_an_interrupted_search_exactly(tmp_path):
+JOURNALS = {"file": lambda tmp: FileJournal(tmp / "s"),
+            "store": lambda tmp: StoreJournal(RunStore(tmp / "runs.sqlite"), "s1", "evolution", toy_space().hash)}
+
+
+@pytest.mark.parametrize("kind", sorted(JOURNALS))
+def test_journal_resumes_an_interrupted_search_exactly(tmp_path, kind):
     whole = run_search(evolution(), toy_evaluate())
 
     class Stop(Exception):
@@ -64,14 +70,15 @@ def test_journal_resumes_an_interrupted_search_exactly(tmp_path):
             out += good([c])
         return out
 
-    journal = FileJournal(tmp_path / "s")
+    journal = JOURNALS[kind](tmp_path)
     with pytest.raises(Stop):
         run_search(evolution(), stop_at_29, journal)
     done = len(journal.history())
     assert 0 < done < len(whole.history)
-    resumed = run_search(evolution(seed=1), toy_evaluate(), FileJournal(tmp_path / "s"))
+    resumed = run_search(evolution(seed=1), toy_evaluate(), JOURNALS[kind](tmp_path))
     assert proposals(resumed.history) == proposals(whole.history)
     assert resumed.best.candidate == whole.best.candidate
+    assert [e.metrics for e in resumed.history] == [e.metrics for e in whole.history]
 
 
 def test_search_killed_with_sigkill_resumes_with_the_same_proposals(tmp_path):

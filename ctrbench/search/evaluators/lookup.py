@@ -1,12 +1,40 @@
 """`lookup`: answer from a benchmark table (space hash -> metrics), so searchers can be compared over many search
-seeds at no training cost. A point missing from the table is a failed evaluation that says so."""
+seeds at no training cost. A point missing from the table is a failed evaluation that says so. A suite's lookup
+search names its table (search option `table`: a CSV with a `point_hash` column, the space's hash of each point,
+and metric columns; relative to the suite file)."""
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
+import pandas as pd
+
+from ctrbench.errors import DataError
 from ctrbench.search.base import Candidate, Evaluation
-from ctrbench.search.evaluators.base import Evaluator
+from ctrbench.search.evaluators.base import Evaluator, EvaluatorSetupError
 from ctrbench.search.registry import register_evaluator
+
+
+def read_table(path: str | os.PathLike, metric: str) -> dict[str, dict]:
+    """A benchmark CSV as {point_hash: {column: value}} (empty cells left out); errors name the file and line."""
+    try:
+        frame = pd.read_csv(path, dtype={"point_hash": str})
+    except OSError as exc:
+        raise DataError(f"cannot read the lookup table: {exc.strerror or exc}", file=str(path)) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"unreadable lookup table: {exc}", file=str(path)) from None
+    for column in ("point_hash", metric):
+        if column not in frame.columns:
+            raise DataError(f"the lookup table has no {column!r} column; it has: {', '.join(frame.columns)}",
+                            file=str(path))
+    dup = frame["point_hash"].duplicated()
+    if dup.any():
+        i = int(dup.to_numpy().argmax())
+        raise DataError(f"point_hash {frame['point_hash'].iloc[i]} appears twice", file=str(path), line=i + 2)
+    return {row.pop("point_hash"): {k: v for k, v in row.items() if pd.notna(v)}
+            for row in frame.to_dict(orient="records")}
 
 
 @register_evaluator("lookup")
@@ -15,6 +43,25 @@ class LookupEvaluator(Evaluator):
 
     def __init__(self, space, table: Mapping[str, Mapping], metric: str):
         self.space, self.table, self.metric = space, table, metric
+
+    @classmethod
+    def for_search(cls, searcher, base_dir: Path) -> "LookupEvaluator":
+        table, space = getattr(searcher.params, "table", None), getattr(searcher, "space", None)
+        if space is None:
+            raise EvaluatorSetupError(f"evaluation 'lookup' answers by space point; searcher {searcher.name!r} has "
+                                      "no space")
+        if table is None:
+            raise EvaluatorSetupError("evaluation 'lookup' needs `table`: a CSV of the benchmark (point_hash and "
+                                      "metric columns), relative to the suite file", option="evaluation")
+        path = Path(base_dir) / table
+        if not path.is_file():
+            raise EvaluatorSetupError(f"no lookup table at {path}", option="table")
+        try:
+            ev = cls(space, read_table(path, searcher.params.metric), searcher.params.metric)
+        except DataError as exc:
+            raise EvaluatorSetupError(str(exc), option="table") from None
+        ev.identity = {"table_sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]}
+        return ev
 
     def __call__(self, batch: list[Candidate]) -> list[Evaluation]:
         out = []

@@ -54,7 +54,7 @@ def collect(suite: Suite, store: RunStore) -> SuiteRuns:
         summary = store.get_search(s.search_id)
         cands = sorted(store.records(search_id=s.search_id), key=lambda r: r.candidate_index or 0)
         best = next((c for c in cands if summary and c.config_hash == summary.get("best_config_hash")), None)
-        if summary is None:
+        if summary is None and s.options.get("evaluation", "train") == "train":
             out.missing += int(s.options.get("budget", 0))
         out.searches.append({"spec": s, "summary": summary, "candidates": cands, "best": best})
     return out
@@ -332,7 +332,7 @@ def write_report(suite: Suite, store: RunStore, out_dir: str | Path, command: st
     out = Path(out_dir)
     sr = collect(suite, store)
     records = sr.all
-    if not records:
+    if not records and not any(s["summary"] for s in sr.searches):  # a lookup search has a summary, no runs
         kept = f"; {out} is left as it was" if out.exists() else ""
         raise ReportError(f"the store {store.path} holds none of suite {suite.name!r}'s {suite.planned_runs} "
                           f"planned runs: nothing to report{kept} (run the suite first, or check --store)")

@@ -1,5 +1,6 @@
-"""Reading the run store: records filtered by suite, status, dataset or search, and the records as a DataFrame
-(one row per run, scalar fields plus the model params and train config as JSON) for reports and analysis."""
+"""Reading the run store: records filtered by suite, status, dataset or search, the records as a DataFrame
+(one row per run, scalar fields plus the model params and train config as JSON) for reports and analysis, and
+the searches' evaluations of every kind as a DataFrame (what a performance model learns from)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import os
 import pandas as pd
 
 from ctrbench.runs.records import COST, RunRecord
-from ctrbench.runs.store import RunStore
+from ctrbench.runs.store import EVALUATION_JSON, EVALUATION_TABLE, RunStore
 
 
 def _open(store: RunStore | str | os.PathLike) -> RunStore:
@@ -20,6 +21,14 @@ def load_runs(store: RunStore | str | os.PathLike, *, suite: str | None = None, 
     """The stored runs matching every given filter, oldest first; a path opens the store read-only (a missing
     store is a StoreError, never created)."""
     return _open(store).records(suite=suite, status=status, dataset=dataset, search_id=search_id)
+
+
+def evaluations_frame(store: RunStore | str | os.PathLike, *, search_id: str | None = None,
+                      kind: str | None = None) -> pd.DataFrame:
+    """One row per stored evaluation (any kind, or `kind`), in recorded order: the evaluations table's columns
+    with point, candidate and metrics decoded to objects."""
+    columns = [n for n, _ in EVALUATION_TABLE if not n.endswith("_json")] + list(EVALUATION_JSON)
+    return pd.DataFrame(_open(store).evaluations(search_id=search_id, kind=kind), columns=columns)
 
 
 def first_line(s: str | None) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ctrbench.errors import StoreError
-from ctrbench.runs.query import load_runs, runs_frame
+from ctrbench.runs.query import evaluations_frame, load_runs, runs_frame
 from ctrbench.runs.records import RunSpec
 from ctrbench.runs.store import RunStore
 
@@ -34,3 +34,13 @@ def test_load_runs_never_creates_a_store(tmp_path):
     with pytest.raises(StoreError, match="no run store"):
         load_runs(tmp_path / "absent.sqlite")
     assert not (tmp_path / "absent.sqlite").exists()
+
+
+def test_evaluations_frame_holds_every_kind(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    store.put_evaluation("s", 0, kind="train", status="ok", value=0.7, config_hash="h0", metrics={"auc": 0.7})
+    store.put_evaluation("s", 1, kind="lookup", status="ok", value=0.6, point={"a": 1}, metrics={"auc": 0.6})
+    frame = evaluations_frame(tmp_path / "runs.sqlite")
+    assert list(frame["kind"]) == ["train", "lookup"] and frame["metrics"][1] == {"auc": 0.6}
+    assert list(evaluations_frame(store, kind="lookup")["point"]) == [{"a": 1}]
+    assert evaluations_frame(store, search_id="other").empty and "point_hash" in evaluations_frame(store).columns

@@ -17,6 +17,7 @@ import pytest
 
 import ctrbench.harness.runner as runner
 from ctrbench.errors import ConfigError
+from ctrbench.harness.report import write_report
 from ctrbench.harness.runner import run_suite
 from ctrbench.harness.suite import load_suite
 from ctrbench.runs.store import RunStore
@@ -140,6 +141,9 @@ def test_a_lookup_search_lands_its_evaluations_in_the_store(tmp_path, monkeypatc
     assert [r["value"] for r in rows] == [0.71, 0.74, 0.72, 0.70, None] and rows[4]["status"] == "failed"
     assert rows[0]["metrics"] == {"auc": 0.71, "flops": 1e5} and rows[0]["point"] == rows[0]["candidate"]["point"]
     assert result.searches[0]["best_value"] == 0.74 and store.get_search(suite.searches[0].search_id)["status"] == "ok"
+    paths = write_report(suite, RunStore(store.path, create=False), tmp_path / "report", "ctrbench report")
+    assert "**rs** on criteo_x1 seed 0: random search, 5 candidates, best by validation auc = 0.74" in \
+        paths["table"].read_text()
 
 
 @pytest.mark.parametrize("extra, where, message", [

@@ -61,6 +61,9 @@ def test_evolution_entry_runs_and_a_rerun_resumes_it_from_the_store(tmp_path, mo
     assert trained == [] and second.skipped == 10
     assert {r.candidate_index: r.config["params"]["point"] for r in second.records} == points
     assert second.searches[0]["best_value"] == first.searches[0]["best_value"]
+    forced = run_suite(suite, store, force=True)  # starts the search again: the same proposals, all retrained
+    assert sorted(trained) == list(range(10)) and _points(forced.records) == points
+    assert len(store.evaluations(search_id=sid)) == 10
 
 
 def _points(records) -> dict:

@@ -14,6 +14,7 @@ Every file states the command and the machine (CPU, cores, threads, torch, git r
 from __future__ import annotations
 
 import json
+import textwrap
 import math
 import statistics
 from collections import OrderedDict
@@ -303,7 +304,7 @@ def plot_auc_vs_flops(rows: list[dict], path: Path, title: str) -> None:
         ax.grid(alpha=0.08, which="minor")
     names = [e for e in entries if e in handles] + (["oracle AUC"] if "oracle AUC" in handles else [])
     ncol = min(len(names), 6) or 1
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, width=20 + 70 * axes.shape[1]), fontsize=10)  # long provenance: wrapped
     if names:
         fig.legend([handles[n] for n in names], names, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.04 + 0.045 * math.ceil(len(names) / ncol), 1, 1))

@@ -206,34 +206,37 @@ class EmbeddingCollection(nn.Module):
         ids = ids.long()
         return torch.where(ids == 0, ids, ids + self.table_offsets[k])
 
-    def _bags(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _bags(self, batch: Batch, weights: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Every pooled bag's packed rows (feature-major: bag_features order, B bags each), the bag lengths
-        [F*B] (padded slots included) and each id's pooling weight: 1/n for the n non-padding ids of its bag,
-        0 for padding (sum pooling with these weights = the mean over non-padding ids, padding never learns)."""
+        [F*B] (padded slots included) and (`weights`) each id's pooling weight: 1/n for the n non-padding ids of
+        its bag, 0 for padding (sum pooling with these weights = the mean over non-padding ids, padding never
+        learns)."""
         b = batch.batch_size
         cat = self._categorical(batch)
         cat = torch.where(cat == 0, cat, cat + self.table_offsets.unsqueeze(1))
-        pieces, widths, weights = [], [], []
+        pieces, widths, parts_w = [], [], []
         dtype = self.weight.dtype
         for name in self.bag_features:
             k = self.table_index.get(name)
             if k is not None:
                 pieces.append(cat[k])
                 widths.append(1)
-                weights.append((cat[k] != 0).to(dtype))
+                if weights:
+                    parts_w.append((cat[k] != 0).to(dtype))
             else:
                 seq = self._global_rows(name, batch.sequences[name])
-                present = (seq != 0).to(dtype)
                 pieces.append(seq.reshape(-1))
                 widths.append(seq.shape[1])
-                weights.append((present / present.sum(1, keepdim=True).clamp(min=1)).reshape(-1))
+                if weights:
+                    present = (seq != 0).to(dtype)
+                    parts_w.append((present / present.sum(1, keepdim=True).clamp(min=1)).reshape(-1))
         ids = torch.cat(pieces)
         key = (b, tuple(widths), ids.device)
         lens = self._bag_offsets_cache.get(key)
         if lens is None:
             lens = torch.tensor(widths, device=ids.device).repeat_interleave(b)
             self._bag_offsets_cache = {key: lens}
-        return ids, lens, torch.cat(weights)
+        return ids, lens, torch.cat(parts_w) if weights else None
 
     # -- the packed-table lookup ----------------------------------------------------------------------
     def lookup(self, batch: Batch, tokens: Mapping[str, torch.Tensor] | None = None
@@ -265,7 +268,7 @@ class EmbeddingCollection(nn.Module):
     def _lookup_packed(self, batch: Batch, tokens: dict[str, torch.Tensor]
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, n_bags = batch.batch_size, len(self.bag_features)
-        bag_ids, bag_lens, bag_weights = self._bags(batch)
+        bag_ids, bag_lens, bag_weights = self._bags(batch, weights=self.backend == "fused")
         token_rows = {n: self._global_rows(n, x) for n, x in tokens.items()}
         if self.backend == "torch":
             starts = torch.cumsum(bag_lens, 0) - bag_lens
@@ -341,7 +344,7 @@ class EmbeddingCollection(nn.Module):
         """Σ‖w_r‖² over the distinct table rows this batch reads (the lazy L2 term for sparse embeddings)."""
         if self.tables is None:
             return torch.zeros(())
-        ids = self._bags(batch)[0]
+        ids = self._bags(batch, weights=False)[0]
         rows = torch.unique(ids)
         return F.embedding(rows, self.weight, padding_idx=0, sparse=self.sparse).pow(2).sum()
 

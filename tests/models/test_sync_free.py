@@ -55,16 +55,19 @@ def test_the_counter_sees_a_read():
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-@pytest.mark.parametrize("dataset", ["criteo_x1", "amazonelectronics_x1", "kuaivideo_x1"])
-def test_forward_reads_nothing_back(name, dataset, tiny_caches):
-    cache = tiny_caches[dataset]
-    try:
-        model = build_model(name, cache.spec, cache.vocab_sizes, {}, model_tables(cache), seed=0)
-    except ValueError as exc:  # a model that does not fit this dataset (e.g. a sequential one on Criteo)
-        pytest.skip(f"{name} does not fit {dataset}: {exc}")
-    model.train()
-    batch = next(iter(BatchLoader(cache, "train", 64)))
-    model(batch)  # warm-up: lazy buffers and caches are built once, outside the count
-    with count_host_reads() as counts:
-        model(batch)
-    assert sum(counts.values()) == 0, f"{name} on {dataset} read device tensors back: {counts}"
+def test_forward_reads_nothing_back(name, tiny_caches):
+    fitted = 0
+    for dataset in ("criteo_x1", "amazonelectronics_x1", "kuaivideo_x1"):
+        cache = tiny_caches[dataset]
+        try:
+            model = build_model(name, cache.spec, cache.vocab_sizes, {}, model_tables(cache), seed=0)
+        except ValueError:  # a model that does not fit this dataset (e.g. a sequential one on Criteo)
+            continue
+        fitted += 1
+        model.train()
+        batch = next(iter(BatchLoader(cache, "train", 64)))
+        model(batch)  # warm-up: lazy buffers and caches are built once, outside the count
+        with count_host_reads() as counts:
+            model(batch)
+        assert sum(counts.values()) == 0, f"{name} on {dataset} read device tensors back: {counts}"
+    assert fitted, f"{name} fits none of the test datasets"

@@ -7,3 +7,4 @@ from ctrbench.models.registry import MODELS, build_model, get_model_class, model
 from ctrbench.models import autoint_plus, bst, dien, din, dmin, dmr, dot, fmfm, transact, wukong, xdeepfm  # noqa: F401,E402  (sequential and interaction baselines of the InterFormer/CETNet tables)
 from ctrbench.models import cetnet, multi_embedding  # noqa: F401,E402  (CETNet and the multi-embedding DCNv2)
 from ctrbench.models import nasrec  # noqa: F401,E402  (NASRec supernet and subnet: ctrbench.search spaces)
+from ctrbench.models import interaction_net  # noqa: F401,E402  (DNAS supernet and subnet: the distdnas space)

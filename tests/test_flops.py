@@ -177,6 +177,9 @@ def _required_params(name) -> dict:
         from ctrbench.models.nasrec.arch import ARCH_CONFIGS, sample_point
 
         return {"point": sample_point(ARCH_CONFIGS["small"].scaled(0.25), np.random.default_rng(0)).to_json_dict()}
+    if name == "dnas_subnet":
+        return {"point": {"blocks": [{"dense": "dp", "sparse": "attn"}, {"dense": "dcn", "sparse": "efc"}]},
+                "dense_dim": 8}
     return {}
 
 

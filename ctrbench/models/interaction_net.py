@@ -74,8 +74,8 @@ def fixed_flops(n_dense: int, t: int, e: int, d: int) -> int:
 
 def point_flops(point: InteractionPoint, n_dense: int, t: int, e: int, d: int) -> int:
     """FLOPs per example of a point's standalone network (what flop_counter counts of its forward)."""
-    return fixed_flops(n_dense, t, e, d) + sum(op_flops("dense", b.dense, d, t, e) + op_flops("sparse", b.sparse, d, t, e)
-                                               for b in point.blocks)
+    blocks = sum(op_flops("dense", b.dense, d, t, e) + op_flops("sparse", b.sparse, d, t, e) for b in point.blocks)
+    return fixed_flops(n_dense, t, e, d) + blocks
 
 
 # --- modules ----------------------------------------------------------------------------------------------------
@@ -163,8 +163,11 @@ class InteractionParams(ModelParams):
 class InteractionNet(CTRModel):
     """Stem, blocks, head; subclasses give each block's modules and mixing weights."""
 
+    def __init__(self, spec, vocab_sizes, params=None, tables=None):
+        super().__init__(spec, vocab_sizes, params, tables)
+        self.params.check_dataset(spec)
+
     def setup(self, block_ops: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
-        self.params.check_dataset(self.spec)
         self.embedding = self.make_embedding(include_numeric=False)
         self.n_dense, self.t = len(self.spec.numeric), self.embedding.num_fields
         d, t, e = self.params.dense_dim, self.t, self.embedding_dim

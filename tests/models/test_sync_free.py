@@ -61,6 +61,10 @@ def _params(name: str) -> dict:
     if name == "nasrec_subnet":
         space = get_space("nasrec_small", scale=0.125)
         return space.candidate(space.sample(np.random.default_rng(0)))[0]
+    if name == "dnas_subnet":  # every module of the distdnas space
+        ops = zip(("fc", "dp", "dcn", "fm", "gating", "skip"), ("efc", "attn", "skip") * 2)
+        return get_space("distdnas", num_blocks=6, dense_dim=8).candidate(
+            {"blocks": [{"dense": d, "sparse": s} for d, s in ops]})[0]
     return {}
 
 

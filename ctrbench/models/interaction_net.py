@@ -214,6 +214,17 @@ class InteractionSubnet(InteractionNet):
         """Analytic FLOPs per example (point_flops)."""
         return point_flops(self.params.point, self.n_dense, self.t, self.embedding_dim, self.params.dense_dim)
 
+    def inherit(self, supernet: "InteractionSupernet") -> "InteractionSubnet":
+        """Copy the supernet's weights of this point's modules (the same names in both), the stem, head and
+        tables; a supernet whose mixing weights are this point's one-hot then computes what this subnet does."""
+        mine, theirs = self.state_dict(), supernet.state_dict()
+        missing = sorted(k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape)
+        if missing:
+            raise ValueError(f"the supernet lacks this point's weights (first: {missing[0]}); build both from one "
+                             "space's options")
+        self.load_state_dict({k: theirs[k] for k in mine})
+        return self
+
 
 @register("dnas_supernet")
 class InteractionSupernet(InteractionNet):

@@ -98,6 +98,28 @@ def test_every_module_flops_equal_flop_counter(tiny_cache, batch):
     check_one_hot_flops(every, point, tiny_cache, batch)
 
 
+def test_supernet_at_one_hot_logits_computes_the_inheriting_subnet(space, tiny_cache, batch):
+    sup = build_model("dnas_supernet", tiny_cache.spec, tiny_cache.vocab_sizes, space.supernet_params(), seed=0)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in sup.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    point = {"blocks": [{"dense": "dp", "sparse": "attn"}, {"dense": "gating", "sparse": "efc"}]}
+    with torch.no_grad():  # softmax of +-1e4 is exactly one-hot in float32
+        for slot, logits in sup.alpha.items():
+            logits.fill_(-1e4)
+            for i, b in enumerate(point["blocks"]):
+                logits[i, space.ops[slot].index(b[slot])] = 1e4
+    sub = build_model("dnas_subnet", tiny_cache.spec, tiny_cache.vocab_sizes, space.candidate(point)[0], seed=9)
+    sub.inherit(sup)
+    with torch.no_grad():
+        torch.testing.assert_close(sub.eval()(batch), sup.eval()(batch))
+    other = build_model("dnas_subnet", tiny_cache.spec, tiny_cache.vocab_sizes,
+                        {**space.candidate(point)[0], "dense_dim": 4})
+    with pytest.raises(ValueError, match="lacks this point's weights"):
+        other.inherit(sup)
+
+
 def test_expected_flops_is_linear_in_the_probabilities(space, tiny_cache):
     sup = build_model("dnas_supernet", tiny_cache.spec, tiny_cache.vocab_sizes, space.supernet_params())
     costs, fixed = sup.op_costs(), sup.fixed_flops()

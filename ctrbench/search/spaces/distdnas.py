@@ -6,11 +6,10 @@ NOT FOUND); the options narrow the module sets and set the block count and width
 from __future__ import annotations
 
 import numpy as np
-from pydantic import ValidationError
 
 from ctrbench.models.interaction_net import DENSE_OPS, SLOTS, SPARSE_OPS, InteractionPoint, point_flops
 from ctrbench.search.registry import SpaceOptionsError, register_space
-from ctrbench.search.spaces.space import Space, SpacePointError
+from ctrbench.search.spaces.space import Space, SpacePointError, parse_point
 
 
 class InteractionSpace(Space):
@@ -33,12 +32,7 @@ class InteractionSpace(Space):
         return [(i, slot) for i in range(self.n) for slot in ("dense", "sparse")]
 
     def validate(self, point) -> dict:
-        try:
-            p = InteractionPoint.model_validate(point)
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            where = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in e["loc"]).lstrip(".") or "top"
-            raise SpacePointError(self.name, where, e["msg"]) from None
+        p = parse_point(InteractionPoint, point, self.name)
         if len(p.blocks) != self.n:
             raise SpacePointError(self.name, "blocks", f"{len(p.blocks)} blocks; the space has {self.n}")
         for i, slot in self.slots():

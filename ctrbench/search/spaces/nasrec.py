@@ -11,12 +11,11 @@ dot-product token count rule (round(sqrt(2 * widest dense))) are not scaled.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import ValidationError
 
 from ctrbench.models.nasrec.arch import (ARCH_CONFIGS, MACRO_FIELDS, MAX_INPUTS, MICRO_FIELDS, ArchConfig,
                                          NASRecPoint, draw_field, point_flops, sample_point)
 from ctrbench.search.registry import SpaceOptionsError, register_space
-from ctrbench.search.spaces.space import Space, SpacePointError
+from ctrbench.search.spaces.space import Space, SpacePointError, parse_point
 
 EMBEDDING_DIM = 16  # NASRec's embedding width (the subnet's default)
 
@@ -36,12 +35,7 @@ class NASRecSpace(Space):
 
     # --- validity -------------------------------------------------------------------------------------------
     def validate(self, point) -> dict:
-        try:
-            p = NASRecPoint.model_validate(point)
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            where = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in e["loc"]).lstrip(".") or "top"
-            raise SpacePointError(self.name, where, e["msg"]) from None
+        p = parse_point(NASRecPoint, point, self.name)
         if len(p.blocks) != self.n:
             raise SpacePointError(self.name, "blocks", f"{len(p.blocks)} blocks; the space has {self.n}")
         if p.dp_tokens != self.cfg.k:

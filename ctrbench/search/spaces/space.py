@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from pydantic import ValidationError
 
 from ctrbench.errors import CtrbenchError
 
@@ -22,6 +23,16 @@ class SpacePointError(CtrbenchError, ValueError):
     def __init__(self, space: str, where: str, message: str):
         self.space, self.where = space, where
         super().__init__(f"point not in space {space!r} at {where}: {message}")
+
+
+def parse_point(model: type, point: Any, space: str):
+    """`point` validated by the pydantic `model`; its first error as a SpacePointError naming where (blocks[3].x)."""
+    try:
+        return model.model_validate(point)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in e["loc"]).lstrip(".") or "top"
+        raise SpacePointError(space, where, e["msg"]) from None
 
 
 def canonical_json(point: Any) -> str:

@@ -259,3 +259,22 @@ def test_tiny_search_returns_a_point_that_trains_from_scratch(space, tiny_cache)
     model, trained = retrain(tiny_cache, space, result.point, {"max_epochs": 1, "batch_size": 64})
     assert trained.status == "ok" and 0 < trained.test["auc"] < 1
     assert model.flops() == space.flops(result.point, tiny_cache.spec)
+
+
+def test_mixing_weights_per_example_or_per_batch(space, tiny_cache):
+    for sample_per, shape in (("example", (7, 6)), ("batch", (6,))):
+        sup = build_model("dnas_supernet", tiny_cache.spec, tiny_cache.vocab_sizes,
+                          {**space.supernet_params(), "sample_per": sample_per, "hard": True}).train()
+        weights = sup.mixing_weights(7)
+        assert len(weights) == 2 and all(w.shape == shape for w, _ in weights)
+        assert all(set(w.detach().flatten().tolist()) == {0.0, 1.0} for w, _ in weights)
+    probs = sup.eval().mixing_weights(7)  # eval: the plain softmax, no noise
+    torch.testing.assert_close(probs[0][0], torch.full((6,), 1 / 6))
+
+
+def test_a_non_finite_loss_stops_the_search_with_its_step(space, tiny_cache, monkeypatch):
+    s = DNASSearch(tiny_cache, space, DNASConfig(steps=5, batch_size=64))
+    losses = iter([0.7, 0.6, math.nan, 0.5, 0.5])
+    monkeypatch.setattr(s, "weight_step", lambda b: next(losses))
+    result = s.run()
+    assert result.status == "nan" and result.point is None and "step 3" in result.error

@@ -8,3 +8,4 @@ from ctrbench.models import autoint_plus, bst, dien, din, dmin, dmr, dot, fmfm, 
 from ctrbench.models import cetnet, multi_embedding  # noqa: F401,E402  (CETNet and the multi-embedding DCNv2)
 from ctrbench.models import nasrec  # noqa: F401,E402  (NASRec supernet and subnet: ctrbench.search spaces)
 from ctrbench.models import interaction_net  # noqa: F401,E402  (DNAS supernet and subnet: the distdnas space)
+from ctrbench.models import dhen_stack  # noqa: F401,E402  (the DHEN-style stack of the dhen search space)

@@ -178,3 +178,24 @@ def test_dhen_sampling_covers_every_choice_and_bad_points_say_where():
         space.validate({**p, "layers": []})
     with pytest.raises(SpaceOptionsError, match="must be positive"):
         get_space("dhen", embedding_dim=0)
+
+
+def test_dhen_points_build_and_the_analytic_flops_match_the_counted_matmuls(tiny_cache):
+    """Every module of the space builds and runs in dhen_stack; the space's FLOPs are the model's counted
+    matmul/conv FLOPs (torch's counter; lookups and element-wise ops are outside both)."""
+    from ctrbench.data.loader import BatchLoader
+    from ctrbench.flops import count_flops_by_op
+    from ctrbench.models import build_model, model_tables
+
+    space = get_space("dhen", embedding_dim=4, hidden_units=[8])
+    layers = [{"module": m, "width": w} for m, w in zip(("dot", "attention", "linear", "dcn", "conv", "none",
+                                                          "attention"), (16, 32, 64, 16, 32, 16, 128))]
+    point = space.validate({"layers": layers, "lr": 0.001, "init_scale": 2.0, "layer_norm": True})
+    params, train = space.candidate(point)
+    model = build_model("dhen_stack", tiny_cache.spec, tiny_cache.vocab_sizes, params, model_tables(tiny_cache),
+                        seed=0)
+    batch = next(iter(BatchLoader(tiny_cache, "train", 8)))
+    assert model(batch).shape == (8,) and train == {"lr": 0.001}
+    by_op = count_flops_by_op(model, batch, train=False)
+    matmuls = sum(v for op, v in by_op.items() if any(k in op for k in ("mm", "conv")))
+    assert space.flops(point, tiny_cache.spec) == matmuls // 8, by_op

@@ -67,11 +67,16 @@ def trend_label(curve, horizon: float, late_points: int = 2) -> float:
     return float(late[-1, 1] + slope * max(0.0, horizon - late[-1, 0]))
 
 
-def record_curve(record, metric: str = "ne") -> list[tuple[float, float]]:
-    """A run record's validation curve: (examples seen = steps x batch size, valid[metric]) per checkpoint."""
-    batch = record.batch_size or (record.config.get("train", {}) or {}).get("batch_size") or 1
-    return [(float(h["steps"] * batch), float(h["valid"][metric])) for h in record.history
+def history_curve(history: list[dict], batch_size: int, metric: str = "ne") -> list[tuple[float, float]]:
+    """A trainer history's validation curve: (examples seen = steps x batch size, valid[metric]) per checkpoint."""
+    return [(float(h["steps"] * batch_size), float(h["valid"][metric])) for h in history
             if metric in (h.get("valid") or {})]
+
+
+def record_curve(record, metric: str = "ne") -> list[tuple[float, float]]:
+    """A run record's validation curve (history_curve of its history and batch size)."""
+    batch = record.batch_size or (record.config.get("train", {}) or {}).get("batch_size") or 1
+    return history_curve(record.history, batch, metric)
 
 
 def kendall_tau(a, b) -> float:

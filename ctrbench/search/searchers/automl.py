@@ -18,15 +18,16 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ctrbench.search.base import Candidate, Evaluation
+from ctrbench.search.objective import Metric
 from ctrbench.search.fidelity import CurveError, Fidelity, record_curve
 from ctrbench.search.predictors.ensemble import EnsemblePredictor, PredictorConfig
-from ctrbench.search.registry import register_searcher
+from ctrbench.search.registry import SPACES, get_space, register_searcher
 from ctrbench.search.searchers.common import SpaceSearcher, SpaceSearcherParams, rng_from_state, rng_state
 
 
 class AutoMLParams(SpaceSearcherParams):
     space: str = "dhen"
-    metric: str = "ne"
+    metric: Metric = "ne"
     initial: int = Field(8, ge=2, description="random candidates of the first round (the predictor's first data)")
     per_round: int = Field(4, ge=1, description="top-k candidates trained for real per round")
     alpha: float = Field(0.1, ge=0, le=1, description="weight of FLOPs against NE in the reward")
@@ -39,8 +40,6 @@ class AutoMLParams(SpaceSearcherParams):
 
     @model_validator(mode="after")
     def _fits(self):
-        from ctrbench.search.registry import SPACES, get_space
-
         if self.space in SPACES and not hasattr(get_space(self.space, **self.space_options), "from_decisions"):
             raise ValueError(f"space {self.space!r} has no discrete decisions (decisions / from_decisions); "
                              "the automl searcher needs a space like 'dhen'")
@@ -74,10 +73,8 @@ class CategoricalPolicy:
         adv = np.asarray(rewards, dtype=np.float64) - float(np.mean(rewards))
         for k in self.decisions:
             p = self.probs(k)
-            grad = np.zeros_like(p)
-            for d, a in zip(draws, adv):
-                grad -= a * p
-                grad[d[k]] += a
+            chosen = np.fromiter((d[k] for d in draws), dtype=np.int64, count=len(draws))
+            grad = np.bincount(chosen, weights=adv, minlength=len(p)) - adv.sum() * p
             self.logits[k] = self.logits[k] + lr * grad / len(draws)
 
     def state_dict(self) -> dict:
@@ -152,20 +149,21 @@ class AutoMLSearcher(SpaceSearcher):
         return [self.space.from_decisions(self.policy.values(d)) for d in self.policy.sample(self.rng, n)]
 
     def ask(self, history: list[Evaluation]) -> list[Candidate]:
+        """The next round: uniform draws first (or while fewer than 2 evaluations are labelled), then the
+        policy's top-k on the refitted predictor; [] once `budget` candidates have been proposed."""
         self._tell(history)
         p = self.params
-        left = p.budget - len(self.seen)
-        if left <= 0:
+        n = min(p.per_round if self.seen else p.initial, p.budget - len(self.seen))
+        if n <= 0:
             return []
-        if not self.seen or len(self.data) < 2:  # first round (or nothing labelled yet): uniform draws
-            n = p.initial if not self.seen else min(p.per_round, left)
-            return self._fresh(self._policy_points(20 * n), min(n, left))
+        if len(self.data) < 2:
+            return self._fresh(self._policy_points(20 * n), n)
         self.predictor.fit(np.stack([self.space.encode(r["point"]) for r in self.data]),
                            [r["ne"] for r in self.data], [r["flops"] for r in self.data])
         self.train_policy()
         pool = self._policy_points(p.pool)
         order = np.argsort(-self.reward(pool), kind="stable")
-        return self._fresh([pool[int(i)] for i in order], min(p.per_round, left))
+        return self._fresh([pool[int(i)] for i in order], n)
 
     def state_dict(self) -> dict:
         return {"rng": rng_state(self.rng), "seen": self.seen, "data": self.data, "consumed": self.consumed,

@@ -96,9 +96,9 @@ def _evaluate(batch):
     """A known objective over dhen points: NE falls with dcn layers and rises with width; FLOPs from the space."""
     out = []
     for c in batch:
-        p = c.point
-        ne = 0.8 - 0.01 * sum(la["module"] == "dcn" for la in p["layers"]) + 1e-4 * sum(la["width"] for la in p["layers"])
-        out.append(Evaluation(c, "ok", ne, None, {"ne": ne, "flops": 1000.0 + 10 * len(p["layers"])}))
+        layers = c.point["layers"]
+        ne = 0.8 - 0.01 * sum(la["module"] == "dcn" for la in layers) + 1e-4 * sum(la["width"] for la in layers)
+        out.append(Evaluation(c, "ok", ne, None, {"ne": ne, "flops": 1000.0 + 10 * len(layers)}))
     return out
 
 

@@ -17,11 +17,12 @@ import math
 import numpy as np
 from pydantic import Field, model_validator
 
+from ctrbench.errors import UnknownNameError
 from ctrbench.search.base import Candidate, Evaluation
-from ctrbench.search.objective import Metric
 from ctrbench.search.fidelity import CurveError, Fidelity, record_curve
+from ctrbench.search.objective import Metric
 from ctrbench.search.predictors.ensemble import EnsemblePredictor, PredictorConfig
-from ctrbench.search.registry import SPACES, get_space, register_searcher
+from ctrbench.search.registry import SpaceOptionsError, get_space, register_searcher
 from ctrbench.search.searchers.common import SpaceSearcher, SpaceSearcherParams, rng_from_state, rng_state
 
 
@@ -40,7 +41,11 @@ class AutoMLParams(SpaceSearcherParams):
 
     @model_validator(mode="after")
     def _fits(self):
-        if self.space in SPACES and not hasattr(get_space(self.space, **self.space_options), "from_decisions"):
+        try:
+            space = get_space(self.space, **self.space_options)
+        except (UnknownNameError, SpaceOptionsError, TypeError):  # reported by SpaceSearcherParams / the harness
+            space = None
+        if space is not None and not hasattr(space, "from_decisions"):
             raise ValueError(f"space {self.space!r} has no discrete decisions (decisions / from_decisions); "
                              "the automl searcher needs a space like 'dhen'")
         if self.initial > self.budget:

@@ -96,12 +96,13 @@ class EnsemblePredictor:
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.fits)
         self.members = []
-        for _ in range(cfg.members):
-            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))
-            member = Member(x.shape[1], cfg.hidden, len(self.HEADS))
-            rows = torch.randint(len(x), (len(x),), generator=gen) if cfg.bootstrap else torch.arange(len(x))
-            self._train(member, x[rows], z[rows])
-            self.members.append(member)
+        with torch.random.fork_rng(devices=[]):  # seeded inits without moving the caller's torch RNG
+            for _ in range(cfg.members):
+                torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))
+                member = Member(x.shape[1], cfg.hidden, len(self.HEADS))
+                rows = torch.randint(len(x), (len(x),), generator=gen) if cfg.bootstrap else torch.arange(len(x))
+                self._train(member, x[rows], z[rows])
+                self.members.append(member)
         self.fits += 1
         return self
 

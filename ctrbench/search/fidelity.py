@@ -18,6 +18,10 @@ class CurveError(CtrbenchError, ValueError):
     """A learning curve the trend label cannot use (too few points, non-finite values, unordered lengths)."""
 
 
+class FidelityError(CtrbenchError, ValueError):
+    """A low-fidelity run that does not match its stated fidelity."""
+
+
 class Fidelity(BaseModel):
     """How candidates are trained for real: on `fraction` of the `train_rows` training rows (one pass, validated
     at `checkpoints` evenly spaced points, never stopped early), labelled with the trend over the last
@@ -44,6 +48,15 @@ class Fidelity(BaseModel):
         if self.fraction < 1:
             out["max_train_rows"] = max(1, math.floor(self.fraction * self.train_rows))
         return out
+
+    def check_rows(self, trained_rows: int | None, where: str) -> None:
+        """Refuse a run that trained on fewer rows than this fidelity asks for: `train_rows` overstates the split,
+        so the fraction and the trend's horizon would be wrong."""
+        want = self.train_overrides().get("max_train_rows")
+        if want is not None and trained_rows is not None and trained_rows < want:
+            raise FidelityError(f"{where} trained on {trained_rows} rows, fewer than the {want} its fidelity asks for "
+                                f"({self.fraction} of train_rows {self.train_rows}): train_rows exceeds the dataset's "
+                                "training split; state the split's size")
 
     def label(self, curve: list[tuple[float, float]]) -> float:
         """The accuracy label of a run's (examples seen, validation NE) curve: the trend label, or the last NE."""

@@ -199,3 +199,20 @@ def test_dhen_points_build_and_the_analytic_flops_match_the_counted_matmuls(tiny
     by_op = count_flops_by_op(model, batch, train=False)
     matmuls = sum(v for op, v in by_op.items() if any(k in op for k in ("mm", "conv")))
     assert space.flops(point, tiny_cache.spec) == matmuls // 8, by_op
+
+
+def test_a_run_on_fewer_rows_than_the_stated_fidelity_is_refused():
+    from types import SimpleNamespace
+
+    from ctrbench.search.base import Candidate
+    from ctrbench.search.fidelity import FidelityError
+
+    searcher = AutoMLSearcher(AutoMLSearcher.Params(**SEARCH, fidelity={"fraction": 0.5, "train_rows": 1000}))
+    point = searcher.space.sample(np.random.default_rng(0))
+    curve = [{"steps": s, "valid": {"ne": 0.9}} for s in (1, 2, 3, 4)]
+    ok = SimpleNamespace(train_rows=500, history=curve, batch_size=100)
+    e = Evaluation(Candidate(0, point=point), "ok", 0.9, ok, {"ne": 0.9, "flops": 100.0})
+    assert searcher.label(e)["ne"] == pytest.approx(0.9)
+    e.record = SimpleNamespace(train_rows=300, history=curve, batch_size=100)  # the split had only 300 rows
+    with pytest.raises(FidelityError, match="candidate 0 trained on 300 rows, fewer than the 500"):
+        searcher.label(e)

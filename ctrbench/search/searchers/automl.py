@@ -106,9 +106,11 @@ class AutoMLSearcher(SpaceSearcher):
                          point)
 
     def label(self, e: Evaluation) -> dict | None:
-        """The (NE, log10 FLOPs) label of a finished evaluation; None when it failed or lacks a metric."""
+        """The (NE, log10 FLOPs) label of a finished evaluation; None when it failed or lacks a metric;
+        FidelityError when its run trained on fewer rows than the fidelity states."""
         if e.status != "ok" or e.candidate.point is None or not e.metrics.get("flops"):
             return None
+        self.params.fidelity.check_rows(getattr(e.record, "train_rows", None), f"candidate {e.candidate.index}")
         ne = e.metrics.get("ne")
         try:
             curve = record_curve(e.record) if hasattr(e.record, "history") else []

@@ -13,7 +13,8 @@ from ctrbench.search.registry import SpaceOptionsError, get_space
 from ctrbench.search.spaces import SpacePointError
 
 SPACES = [("dcnv2", {}), ("nasrec_small", {"scale": 0.125}), ("nasrec_full", {"scale": 0.125}),
-          ("nasrec_xlarge_zeros", {"scale": 0.125}), ("nasrec_full", {}), ("distdnas", {"num_blocks": 3})]
+          ("nasrec_xlarge_zeros", {"scale": 0.125}), ("nasrec_full", {}), ("distdnas", {"num_blocks": 3}),
+          ("dhen", {})]
 IDS = [f"{n}{o.get('scale', '')}" for n, o in SPACES]
 seeds = st.integers(0, 2**32 - 1)
 

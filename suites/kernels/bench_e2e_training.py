@@ -5,7 +5,7 @@ backward, optimizer) of DLRM and DCNv2 on the Criteo_x1 twin and InterFormer on 
   fused+adam            the fused embedding-bag kernels (one call per forward), Adam on every parameter
   fused+rowwise_adagrad the fused kernels, the tables updated inside the backward (row-wise Adagrad, FBGEMM-TBE
                         style), Adam on the dense part
-  floor (tables frozen) torch embeddings that get no gradient and no update: every step's dense work alone, so
+  floor-tables-frozen   torch embeddings that get no gradient and no update: every step's dense work alone, so
                         torch+adam / floor is the most any embedding path could speed the step up (Amdahl)
 
 timed round-robin on the same batches (one step of each variant per round, so a change in the machine's load
@@ -39,7 +39,7 @@ VARIANTS = {  # name -> (model params, train config, tables frozen)
     "fused+adam": ({"embedding_backend": "fused"}, {}, False),
     "fused+rowwise_adagrad": ({"embedding_backend": "fused"},
                               {"fused_embedding_optimizer": "rowwise_adagrad", "embedding_lr": 0.01}, False),
-    "floor (tables frozen)": ({"embedding_backend": "torch"}, {}, True),
+    "floor-tables-frozen": ({"embedding_backend": "torch"}, {}, True),
 }
 # (model, dataset, rows, twin options, batch size, params)
 CASES = [
@@ -120,6 +120,7 @@ def main() -> None:
     out = Path(args.out)
     (out / "profiles").mkdir(parents=True, exist_ok=True)
     started = time.time()
+    env = environment()  # before any output is written: the git revision is the tree's, not "dirty" by this run
     rows = []
     for case in CASES:
         if args.only is None or case[0] == args.only:
@@ -128,7 +129,6 @@ def main() -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    env = environment()
     meta = {"command": "python suites/kernels/bench_e2e_training.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
         "wall_seconds": round(time.time() - started, 1), "threads": args.threads, "reps": args.reps, **env}

@@ -302,25 +302,6 @@ class EmbeddingCollection(nn.Module):
         vec = self.projections[owner](F.embedding(ids, table))
         return vec * (ids != 0).unsqueeze(-1).to(vec.dtype)
 
-    def sequence_embedding(self, batch: Batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unpooled [B, T, d] embeddings of a sequence and its id mask [B, T] (ids != 0); a lookup of its own
-        (models that also read the fields use `lookup(batch, tokens)`, one lookup for both)."""
-        seq = batch.sequences[name].long()
-        return self.sequence_ids_embedding(name, seq), seq != 0
-
-    def sequence_ids_embedding(self, name: str, ids: torch.Tensor) -> torch.Tensor:
-        """Embeddings [..., d] of ids (any shape) of sequence field `name`, id 0 -> 0; a lookup of its own."""
-        if self.seq_owner[name] not in self.table_index:
-            return self._pretrained_tokens(name, ids)
-        rows = self._global_rows(name, ids)
-        if self.backend == "torch":
-            return F.embedding(rows, self.weight, padding_idx=0, sparse=self.sparse)
-        flat = rows.reshape(-1)
-        offsets = torch.arange(flat.shape[0] + 1, device=flat.device)
-        if self.fused_optimizer is not None:
-            self.tables.lr = float(self._lr_group["lr"])
-        return self.tables(flat, offsets, (flat != 0).to(self.weight.dtype)).view(*rows.shape, self.dim)
-
     # -- pretrained ---------------------------------------------------------------------------------
     def _lookup_pretrained(self, batch: Batch) -> list[torch.Tensor]:
         outs = []

@@ -75,9 +75,11 @@ def test_packed_lookup_matches_per_field_tables(tiny_caches):
         table = emb.weight[emb.table_offsets[k]: emb.table_offsets[k] + emb.table_sizes[k]]
         expect = table[ids[:, k]] * (ids[:, k] != 0).unsqueeze(1)
         torch.testing.assert_close(out[:, emb.field_names.index(name)], expect)
+    fields, tokens = emb.lookup(b, {name: b.sequences[name] for name in emb.packed_seqs})  # pooled and unpooled
+    torch.testing.assert_close(fields, out)
     for name in emb.packed_seqs:
-        seq_emb, mask = emb.sequence_embedding(b, name)
-        torch.testing.assert_close(out[:, emb.field_names.index(name)], masked_average_pool(seq_emb, mask))
+        mask = b.sequences[name] != 0
+        torch.testing.assert_close(out[:, emb.field_names.index(name)], masked_average_pool(tokens[name], mask))
 
 
 def test_padding_rows_are_zero_and_get_no_gradient(tiny_caches):

@@ -253,9 +253,10 @@ class InterFormer(CTRModel):
     def _lookup(self, batch) -> tuple[list[torch.Tensor], dict[str, torch.Tensor], int]:
         """One lookup: X's field tokens [B, 1, d] each (categorical, pretrained, the standardised numeric token)
         and every sequence field's most recent slots [B, keep_n, d] (all of them in 'sole' mode)."""
-        keep, per_field = self._keep(batch) if self.seq_names else (0, {})
-        if self.params.mode == "sole":
-            per_field = {n: batch.sequences[n].shape[1] for n in self.seq_names}
+        if self.has_sequence:
+            keep, per_field = self._keep(batch)
+        else:  # 'sole' pools every sequence field whole; a dataset without sequences reads none
+            keep, per_field = 0, {n: batch.sequences[n].shape[1] for n in self.seq_names}
         ids = {n: batch.sequences[n][:, batch.sequences[n].shape[1] - k:] for n, k in per_field.items()}
         fields, tokens = self.embedding.lookup(batch, ids)
         parts = [fields]

@@ -10,7 +10,7 @@ import sys
 
 from ctrbench.errors import CtrbenchError
 
-COMMAND_MODULES = ("ctrbench.data.cli", "ctrbench.kernels_cli", "ctrbench.harness.cli")
+COMMAND_MODULES = ("ctrbench.data.cli", "ctrbench.kernels_cli", "ctrbench.harness.cli", "ctrbench.search.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,8 @@ from ctrbench.runs.query import load_runs
 from ctrbench.runs.store import RunStore
 from ctrbench.search.registry import get_space
 
-METRICS = ["auc", "logloss", "ne", "valid_auc"]
+TEST_METRICS = ["auc", "logloss", "ne"]
+METRICS = [*TEST_METRICS, *(f"valid_{m}" for m in TEST_METRICS)]  # the lookup evaluator answers with valid_*
 RECORD_COSTS = ["train_samples_per_s", "infer_samples_per_s", "epochs_run", "train_seconds", "wall_seconds"]
 COSTS = ["params", "flops", *RECORD_COSTS]
 RUN_COLUMNS = ["space", "dataset", "point_hash", "seed", *METRICS, *COSTS, "point", "git_rev"]
@@ -41,7 +42,8 @@ def bench_runs(store: str | os.PathLike, suite: str | None = None) -> pd.DataFra
         if space is None or point is None:
             continue
         rows.append({"space": name, "dataset": r.dataset, "point_hash": space.hash(point), "seed": r.seed,
-                     **{m: getattr(r, m) for m in METRICS}, "params": r.params, "flops": r.flops_fwd_per_sample,
+                     **{m: getattr(r, m) for m in TEST_METRICS},
+                     **{f"valid_{m}": (r.valid or {}).get(m) for m in TEST_METRICS}, "params": r.params, "flops": r.flops_fwd_per_sample,
                      **{c: getattr(r, c) for c in RECORD_COSTS}, "point": space.to_json(point), "git_rev": r.git_rev})
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
     return frame.drop_duplicates(["space", "dataset", "point_hash", "seed"], keep="last").reset_index(drop=True)

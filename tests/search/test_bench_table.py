@@ -3,6 +3,7 @@ space), one lookup table per space x dataset (seed-0 metrics, seed count, mean a
 rank agreement; the lookup evaluator reads the exported table back."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,7 +13,8 @@ from ctrbench.harness.runner import run_suite
 from ctrbench.harness.suite import load_suite
 from ctrbench.runs.store import RunStore
 from ctrbench.search.bench_table import seed_rank_agreement
-from ctrbench.search.evaluators.lookup import read_table
+from ctrbench.search.base import Candidate
+from ctrbench.search.evaluators.lookup import LookupEvaluator, read_table
 from ctrbench.search.registry import get_space
 from harness_search_driver import fake_execute
 
@@ -62,3 +64,15 @@ def test_seed_agreement_on_hand_made_rankings():
     row = seed_rank_agreement(runs).iloc[0]
     assert row["points"] == 4 and row["kendall_tau"] == pytest.approx(4 / 6)
     assert row["spearman_rho"] == pytest.approx(0.8)
+
+
+def test_lookup_answers_with_the_validation_column_and_keeps_the_test_metric(tmp_path):
+    space = get_space("nasrec_small", scale=0.125)
+    point = space.sample(np.random.default_rng(0))
+    (tmp_path / "t.csv").write_text(f"point_hash,auc,valid_auc\n{space.hash(point)},0.75,0.71\n")
+    ev = LookupEvaluator(space, read_table(tmp_path / "t.csv", "auc"), "auc")
+    (e,) = ev([Candidate(0, point=point)])
+    assert e.value == pytest.approx(0.71) and e.metrics["auc"] == pytest.approx(0.75)
+    (tmp_path / "u.csv").write_text(f"point_hash,auc\n{space.hash(point)},0.75\n")  # no validation column
+    (e,) = LookupEvaluator(space, read_table(tmp_path / "u.csv", "auc"), "auc")([Candidate(0, point=point)])
+    assert e.value == pytest.approx(0.75)

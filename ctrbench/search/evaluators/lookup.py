@@ -1,7 +1,9 @@
 """`lookup`: answer from a benchmark table (space hash -> metrics), so searchers can be compared over many search
 seeds at no training cost. A point missing from the table is a failed evaluation that says so. A suite's lookup
 search names its table (search option `table`: a CSV with a `point_hash` column, the space's hash of each point,
-and metric columns; relative to the suite file)."""
+and metric columns; relative to the suite file). The value a searcher sees is the validation metric: the column
+`valid_<metric>` where the table has it (CTR-NAS-Bench's tables do, bench_table.py), else `<metric>`; the test
+metrics travel in the evaluation's metrics, for reporting only."""
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +19,11 @@ from ctrbench.search.evaluators.base import Evaluator, EvaluatorSetupError
 from ctrbench.search.registry import register_evaluator
 
 
+def value_column(columns, metric: str) -> str:
+    """The column a lookup answers `metric` from: its validation column when the table has one."""
+    return f"valid_{metric}" if f"valid_{metric}" in columns else metric
+
+
 def read_table(path: str | os.PathLike, metric: str) -> dict[str, dict]:
     """A benchmark CSV as {point_hash: {column: value}} (empty cells left out); errors name the file and line."""
     try:
@@ -25,7 +32,7 @@ def read_table(path: str | os.PathLike, metric: str) -> dict[str, dict]:
         raise DataError(f"cannot read the lookup table: {exc.strerror or exc}", file=str(path)) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"unreadable lookup table: {exc}", file=str(path)) from None
-    for column in ("point_hash", metric):
+    for column in ("point_hash", value_column(frame.columns, metric)):
         if column not in frame.columns:
             raise DataError(f"the lookup table has no {column!r} column; it has: {', '.join(frame.columns)}",
                             file=str(path))
@@ -39,10 +46,11 @@ def read_table(path: str | os.PathLike, metric: str) -> dict[str, dict]:
 
 @register_evaluator("lookup")
 class LookupEvaluator(Evaluator):
-    """`table[space.hash(point)]` is a metrics dict holding `metric` (the validation value) and any costs."""
+    """`table[space.hash(point)]` is a metrics dict holding the value column of `metric` and any costs."""
 
     def __init__(self, space, table: Mapping[str, Mapping], metric: str):
         self.space, self.table, self.metric = space, table, metric
+        self.column = value_column({k for row in table.values() for k in row}, metric)
 
     @classmethod
     def for_search(cls, searcher, base_dir: Path) -> "LookupEvaluator":
@@ -67,8 +75,8 @@ class LookupEvaluator(Evaluator):
         out = []
         for c in batch:
             row = self.table.get(self.space.hash(c.point)) if c.point is not None else None
-            if row is None or row.get(self.metric) is None:
-                out.append(Evaluation(c, "failed", None, metrics={"error": f"not in the table ({self.metric})"}))
+            if row is None or row.get(self.column) is None:
+                out.append(Evaluation(c, "failed", None, metrics={"error": f"not in the table ({self.column})"}))
             else:
-                out.append(Evaluation(c, "ok", float(row[self.metric]), metrics=dict(row)))
+                out.append(Evaluation(c, "ok", float(row[self.column]), metrics=dict(row)))
         return out

@@ -2,7 +2,8 @@
 population; then each generation draws `sample_size` members, takes the best as the parent, proposes `children`
 mutants of it and, once they are evaluated, removes the oldest members so the population keeps its size
 (age-based removal). A child gets (G - g) // max(20, G // 5) + 1 mutations in generation g of G (more early, one
-late), and children already proposed (same space hash) are redrawn. `budget` counts every evaluation, the initial
+late), and children already proposed (same space hash) are redrawn; a child with no unseen mutant is an unseen
+random point (in a finite space, such as a benchmark table's, the parent's neighbourhood runs out). `budget` counts every evaluation, the initial
 population included (NASRec: 128 + 240 x 8)."""
 from __future__ import annotations
 
@@ -88,19 +89,27 @@ class RegularizedEvolution(SpaceSearcher):
         parent = self._tournament()
         n_mut = self.mutations(self.generation)
         for _ in range(min(p.children, left)):
-            for _ in range(p.max_redraws):
-                point = parent
-                if point is None:  # nothing finished yet: children are random draws
-                    point = self.space.sample(self.rng)
-                else:
-                    for _ in range(n_mut):
-                        point = self.space.mutate(point, self.rng)
-                c = self._new(self.space.validate(point))
-                if c is not None:
-                    out.append(c)
-                    break
+            c = self._child(parent, n_mut) or self._child(None, 0)
+            if c is not None:
+                out.append(c)
         self.generation += 1
         return out
+
+    def _child(self, parent: dict | None, n_mut: int) -> Candidate | None:
+        """An unseen mutant of `parent` (`n_mut` mutations), or an unseen random point when `parent` is None;
+        None after `max_redraws` tries. A parent whose mutants are all seen (a small or finite space, such as a
+        benchmark table's) gets a random unseen child instead, so the search only ends when the space is spent."""
+        for _ in range(self.params.max_redraws):
+            point = parent
+            if point is None:
+                point = self.space.sample(self.rng)
+            else:
+                for _ in range(n_mut):
+                    point = self.space.mutate(point, self.rng)
+            c = self._new(self.space.validate(point))
+            if c is not None:
+                return c
+        return None
 
     def _tournament(self) -> dict | None:
         if not self.population:

@@ -13,24 +13,6 @@ from ctrbench.search.registry import get_searcher_class, get_space
 from ctrbench.search.spaces.space import SpacePointError
 
 
-@pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    """40 nasrec_small points with a planted validation AUC (larger dense widths are better) as a CSV."""
-    base = get_space("nasrec_small", scale=0.125)
-    rng = np.random.default_rng(3)
-    points = {}
-    while len(points) < 40:
-        p = base.sample(rng)
-        points[base.hash(p)] = p
-    path = tmp_path_factory.mktemp("bench") / "t.csv"
-    lines = ["point_hash,valid_auc,auc,point"]
-    for h, p in points.items():
-        v = 0.7 + sum(b["dense_dim"] for b in p["blocks"]) / 1e4
-        lines.append(f"{h},{v},{v - 0.01},\"{base.to_json(p).replace(chr(34), chr(34) * 2)}\"")
-    path.write_text("\n".join(lines) + "\n")
-    return path, points
-
-
 def test_moves_stay_in_the_table_and_hashes_are_the_lookup_keys(table):
     path, points = table
     space = get_space("bench_table", space="nasrec_small", table=str(path), space_options={"scale": 0.125}, k=5)

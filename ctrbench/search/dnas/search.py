@@ -113,21 +113,32 @@ class DNASSearch:
 
     def __init__(self, cache, space, cfg: DNASConfig):
         self.cache, self.space, self.cfg = cache, space, cfg
-        params = {**space.supernet_params(), "hard": cfg.hard, "sample_per": cfg.sample_per, "gumbel_seed": cfg.seed}
-        self.model = build_model("dnas_supernet", cache.spec, cache.vocab_sizes, params, model_tables(cache),
-                                 seed=cfg.seed)
+        self.model = self.build_supernet()
         self.train_cfg = TrainConfig(optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed)
         self.weight_optimizers = make_optimizers(self.model, self.train_cfg)
         self.arch_optimizer = torch.optim.Adam(self.model.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999),
                                                weight_decay=cfg.arch_weight_decay)
-        self.op_costs, self.fixed = self.model.op_costs(), self.model.fixed_flops()
-        self.reference = cfg.cost_reference or max_flops(self.op_costs, self.model.params.num_blocks, self.fixed)
+        self.reference = cfg.cost_reference or self.default_reference()
         self.train_batches = endless(BatchLoader(cache, "train", cfg.batch_size, shuffle=True, seed=cfg.seed))
         self.valid_batches = endless(BatchLoader(cache, "valid", cfg.batch_size, shuffle=True, seed=cfg.seed))
 
+    def build_supernet(self):
+        """The supernet over the space (a subclass searches another supernet: nasrec_search.py)."""
+        cfg, cache = self.cfg, self.cache
+        params = {**self.space.supernet_params(), "hard": cfg.hard, "sample_per": cfg.sample_per,
+                  "gumbel_seed": cfg.seed}
+        return build_model("dnas_supernet", cache.spec, cache.vocab_sizes, params, model_tables(cache), seed=cfg.seed)
+
+    def default_reference(self) -> float:
+        """F_ref when the config names none: the supernet's costliest point."""
+        return max_flops(self.model.op_costs(), self.model.params.num_blocks, self.model.fixed_flops())
+
     def expected_flops(self) -> torch.Tensor:
         probs = {k: F.softmax(v, dim=-1) for k, v in self.model.alpha.items()}
-        return expected_flops(probs, self.op_costs, self.fixed)
+        return expected_flops(probs, self.model.op_costs(), self.model.fixed_flops())
+
+    def discretise(self, logits) -> dict:
+        return discretise(self.space, logits)
 
     def weight_step(self, batch) -> float:
         self.model.train()
@@ -166,7 +177,7 @@ class DNASSearch:
         logits = self.model.arch_logits()
         finite = all(torch.isfinite(v).all() for v in logits.values())
         return DNASResult(status, {k: v.tolist() for k, v in logits.items()},
-                          discretise(self.space, logits) if status == "ok" and finite else None,
+                          self.discretise(logits) if status == "ok" and finite else None,
                           float(self.expected_flops().detach()), history, time.perf_counter() - started, error)
 
 

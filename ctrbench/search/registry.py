@@ -2,8 +2,9 @@
 
 Registration is by decorator alone: `@register_searcher(name)` on a Searcher class, `@register_space(name)` on a
 factory `(**options) -> Space` (or `register_space(space)` for a ready, option-less instance), and
-`@register_evaluator(kind)`. Every module under ctrbench.search.searchers / .spaces / .evaluators is imported on
-first lookup, so a new file registers itself without any list to edit.
+`@register_evaluator(kind)`, `@register_proxy(name)` on a zero-cost proxy class (ctrbench.search.proxies). Every
+module under ctrbench.search.searchers / .spaces / .evaluators / .proxies is imported on first lookup, so a new file
+registers itself without any list to edit.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from ctrbench.errors import UnknownNameError
 SEARCHERS: dict[str, type] = {}
 SPACES: dict[str, Callable[..., Any]] = {}
 EVALUATORS: dict[str, type] = {}
-_PACKAGES = ("ctrbench.search.searchers", "ctrbench.search.spaces", "ctrbench.search.evaluators")
+PROXIES: dict[str, type] = {}
+_PACKAGES = ("ctrbench.search.searchers", "ctrbench.search.spaces", "ctrbench.search.evaluators",
+             "ctrbench.search.proxies")
 _loaded = False
 
 
@@ -49,6 +52,10 @@ def register_searcher(name: str):
 
 def register_evaluator(kind: str):
     return _decorator(EVALUATORS, "evaluator", kind, "kind")
+
+
+def register_proxy(name: str):
+    return _decorator(PROXIES, "proxy", name, "name")
 
 
 def register_space(name_or_space):
@@ -105,3 +112,7 @@ def get_space(name: str, **options):
 
 def get_evaluator_class(kind: str):
     return _lookup(EVALUATORS, "evaluator", kind)
+
+
+def get_proxy_class(name: str):
+    return _lookup(PROXIES, "proxy", name)

@@ -103,8 +103,9 @@ def batch_loss(model: nn.Module, batch) -> torch.Tensor:
 
 
 def gradient_stats(model: nn.Module, batches: Sequence) -> GradientStats:
-    """Loss and gradient of every trainable parameter on each batch, in train mode, weights unchanged."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    """Loss and gradient of every trainable (non-empty) parameter on each batch, in train mode, weights
+    unchanged."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.numel()]  # empty: no gradient
     if not named:
         raise ProxyError("the model has no trainable parameters to take gradients of")
     grads, losses = [], []

@@ -126,7 +126,8 @@ class NASRecDNASSupernet(NASRecSupernet):
         for i, b in enumerate(point.blocks):
             for k, v in (("dense_node", c.dense_nodes.index(b.dense_node)),
                          ("sparse_node", c.sparse_nodes.index(b.sparse_node)),
-                         ("dense_dim", c.dense_dims.index(b.dense_dim)), ("sparse_dim", c.sparse_dims.index(b.sparse_dim)),
+                         ("dense_dim", c.dense_dims.index(b.dense_dim)),
+                         ("sparse_dim", c.sparse_dims.index(b.sparse_dim)),
                          ("interact", b.dense_sparse_interact), ("deep_fm", b.deep_fm)):
                 w[k][i, v] = 1.0
             w["dense_in"][i, list(b.dense_idx)] = 1.0
@@ -134,6 +135,22 @@ class NASRecDNASSupernet(NASRecSupernet):
             if self.binary:
                 w["left"][i, b.dense_left_idx] = w["right"][i, b.dense_right_idx] = 1.0
         self.pinned = w
+
+    def log_probability(self, point: NASRecPoint | dict) -> float:
+        """log P(point) under the softmax of the logits (independent choices; a source gate counts on and off)."""
+        self.pin(point)
+        chosen, self.pinned = self.pinned, None
+        with torch.no_grad():
+            total = 0.0
+            for k, p in self.probabilities().items():
+                p = p.double().clamp(1e-300, 1.0)
+                if k in ("dense_in", "sparse_in"):
+                    reach = (self.source_mask == 0).double()
+                    on = chosen[k].double()
+                    total += float((reach * (on * p.log() + (1 - on) * (1 - p).clamp_min(1e-300).log())).sum())
+                else:
+                    total += float((chosen[k].double() * p.log()).sum())
+        return total
 
     # --- forward ------------------------------------------------------------------------------------------------
     def forward(self, batch) -> torch.Tensor:
@@ -153,7 +170,8 @@ class NASRecDNASSupernet(NASRecSupernet):
             dense = 0
             for o, node in enumerate(c.dense_nodes):
                 if node != "zeros":
-                    dense = dense + scale(self._dense_node(blk, node, x, tok, left, right, wd), w["dense_node"][..., i, o])
+                    out = self._dense_node(blk, node, x, tok, left, right, wd)
+                    dense = dense + scale(out, w["dense_node"][..., i, o])
             sparse = 0
             for o, node in enumerate(c.sparse_nodes):
                 if node == "efc":
@@ -208,7 +226,7 @@ class NASRecDNASSupernet(NASRecSupernet):
             node = sum(p["dense_node"][i, o] * cost[n] for o, n in enumerate(c.dense_nodes))
             t2 = p["sparse_dim"][i] @ (td * td)
             scost = {"efc": 2 * emb * tin * t, "zeros": t * 0,
-                     "attn": 2 * emb * tin * t + 6 * t * emb * emb + 4 * t2 * emb + 2 * t * emb * emb + 4 * t * emb * emb}
+                     "attn": 2 * emb * tin * t + 12 * t * emb * emb + 4 * t2 * emb}  # arch.block_flops' terms
             node = node + sum(p["sparse_node"][i, o] * scost[n] for o, n in enumerate(c.sparse_nodes))
             on_int, on_fm = p["interact"][i, 1], p["deep_fm"][i, 1]
             total = total + node + on_int * 2 * d * MERGER_TOKENS * emb + on_fm * 2 * emb * d

@@ -137,11 +137,31 @@ def test_the_searcher_beats_its_first_round_on_a_known_objective():
     assert min(e.value for e in result.history[4:]) < first
 
 
-def test_params_refuse_a_space_without_decisions():
-    with pytest.raises(ValueError, match="no discrete decisions"):
-        AutoMLSearcher.Params(space="dcnv2")
+def test_the_searcher_runs_on_a_space_without_decisions_and_refuses_a_bad_budget():
+    """nasrec_small has no decisions: the policy draws its knobs and each draw becomes the nearest space point."""
+    from toy_search import SPACE, toy_evaluate
+
+    params = AutoMLSearcher.Params(**{**SEARCH, **SPACE, "metric": "auc", "budget": 8, "space_pool": 64})
+    searcher = AutoMLSearcher(params)
+    result = run_search(searcher, toy_evaluate())
+    hashes = [searcher.space.hash(e.candidate.point) for e in result.history]
+    assert len(result.history) == 8 and len(set(hashes)) == 8
+    assert set(searcher.policy.logits) == set(searcher.space.choices())
     with pytest.raises(ValueError, match="initial 8 exceeds budget 4"):
         AutoMLSearcher.Params(budget=4)
+
+
+def test_the_label_is_the_validation_metric_as_a_loss_never_the_test_metric():
+    """A lookup evaluation carries the table's test `ne` beside its validation value: the label is the value."""
+    from ctrbench.search.base import Candidate
+
+    searcher = AutoMLSearcher(AutoMLSearcher.Params(**SEARCH))
+    point = searcher.space.sample(np.random.default_rng(0))
+    e = Evaluation(Candidate(0, point=point), "ok", 0.9, None, {"ne": 0.5, "valid_ne": 0.9, "flops": 100.0})
+    assert searcher.label(e) == {"point": point, "loss": 0.9, "flops": 2.0}
+    by_auc = AutoMLSearcher(AutoMLSearcher.Params(**SEARCH, metric="auc"))
+    e = Evaluation(Candidate(0, point=point), "ok", 0.75, None, {"auc": 0.6, "valid_auc": 0.75, "flops": 10.0})
+    assert by_auc.label(e)["loss"] == -0.75
 
 
 # --- the dhen space ----------------------------------------------------------------------------------------
@@ -191,7 +211,7 @@ def test_a_run_on_fewer_rows_than_the_stated_fidelity_is_refused():
     curve = [{"steps": s, "valid": {"ne": 0.9}} for s in (1, 2, 3, 4)]
     ok = SimpleNamespace(train_rows=500, history=curve, batch_size=100)
     e = Evaluation(Candidate(0, point=point), "ok", 0.9, ok, {"ne": 0.9, "flops": 100.0})
-    assert searcher.label(e)["ne"] == pytest.approx(0.9)
+    assert searcher.label(e)["loss"] == pytest.approx(0.9)
     e.record = SimpleNamespace(train_rows=300, history=curve, batch_size=100)  # the split had only 300 rows
     with pytest.raises(FidelityError, match="candidate 0 trained on 300 rows, fewer than the 500"):
         searcher.label(e)

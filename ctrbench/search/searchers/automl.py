@@ -1,14 +1,17 @@
 """Meta's ranking AutoML searcher (specs/search.md §4.2 and §9.9; the method details are our reading of a
 secondary source [note-CN], not checked against the paper): rounds of
-  1. refit the predictor ensemble (predictors/ensemble.py) on every candidate trained so far, labelled with its
-     low-fidelity curve-trend NE (fidelity.py) and its log10 FLOPs;
+  1. refit the predictor ensemble (predictors/ensemble.py) on every candidate evaluated so far, labelled with its
+     validation loss (NE, the paper's metric: the low-fidelity curve-trend NE, fidelity.py; for a metric where
+     higher is better, such as AUC, its negative) and its log10 FLOPs;
   2. train a REINFORCE policy -- one categorical per decision of the space -- on the ensemble's mean, reward
      r = -(1-α)·NE_z - α·FLOPs_z, where NE_z and FLOPs_z are the predictions standardised by the mean and std of
      the predictor's training labels (this normalisation is a ctrbench choice: the paper's is not public);
   3. sample `pool` points from the policy, keep the `per_round` unseen ones with the highest predicted reward and
      train them for real at low fidelity.
 The first round trains `initial` points drawn from the uniform policy. The policy's logits carry over from round
-to round. Its state (logits, baseline, RNG, labelled data, the predictor's weights) is JSON, so a killed search
+to round. The decisions are the space's `decisions()` (exact points, e.g. `dhen`); a space without them (NASRec, a
+benchmark table's points) is searched over its `choices()` knobs, each draw taken to the space point agreeing on
+the most knobs (knob_points.KnobMap; a ctrbench choice), so the same searcher runs on CTR-NAS-Bench's `lookup`. Its state (logits, baseline, RNG, labelled data, the predictor's weights) is JSON, so a killed search
 resumes with the same policy and the same next proposals."""
 from __future__ import annotations
 
@@ -17,12 +20,13 @@ import math
 import numpy as np
 from pydantic import Field, model_validator
 
-from ctrbench.errors import UnknownNameError
+from ctrbench.metrics import METRIC_DIRECTIONS
 from ctrbench.search.base import Candidate, Evaluation
 from ctrbench.search.fidelity import CurveError, Fidelity, record_curve
+from ctrbench.search.knob_points import KnobMap
 from ctrbench.search.objective import Metric
 from ctrbench.search.predictors.ensemble import EnsemblePredictor, PredictorConfig
-from ctrbench.search.registry import SpaceOptionsError, get_space, register_searcher
+from ctrbench.search.registry import register_searcher
 from ctrbench.search.searchers.common import SpaceSearcher, SpaceSearcherParams, rng_from_state, rng_state
 
 
@@ -38,16 +42,11 @@ class AutoMLParams(SpaceSearcherParams):
     policy_lr: float = Field(0.2, gt=0)
     fidelity: Fidelity = Field(default_factory=lambda: Fidelity(fraction=1.0))
     predictor: PredictorConfig = Field(default_factory=PredictorConfig)
+    space_pool: int = Field(512, ge=1, description="space samples a draw's nearest point is found among (spaces "
+                                                   "without decisions)")
 
     @model_validator(mode="after")
     def _fits(self):
-        try:
-            space = get_space(self.space, **self.space_options)
-        except (UnknownNameError, SpaceOptionsError, TypeError):  # reported by SpaceSearcherParams / the harness
-            space = None
-        if space is not None and not hasattr(space, "from_decisions"):
-            raise ValueError(f"space {self.space!r} has no discrete decisions (decisions / from_decisions); "
-                             "the automl searcher needs a space like 'dhen'")
         if self.initial > self.budget:
             raise ValueError(f"initial {self.initial} exceeds budget {self.budget}")
         return self
@@ -94,10 +93,11 @@ class AutoMLSearcher(SpaceSearcher):
 
     def __init__(self, params: AutoMLParams):
         super().__init__(params)
-        self.policy = CategoricalPolicy(self.space.decisions())
+        self.knobs = KnobMap(self.space, pool=params.space_pool, climb=0, seed=params.seed)
+        self.policy = CategoricalPolicy(self.knobs.choices)
         self.predictor = EnsemblePredictor(params.predictor)
         self.seen: list[str] = []
-        self.data: list[dict] = []  # labelled evaluations: point, ne (trend label), log10 flops
+        self.data: list[dict] = []  # labelled evaluations: point, loss (validation NE or trend label), log10 flops
         self.consumed = 0
 
     def candidate(self, index: int, point: dict) -> Candidate:
@@ -106,21 +106,24 @@ class AutoMLSearcher(SpaceSearcher):
                          point)
 
     def label(self, e: Evaluation) -> dict | None:
-        """The (NE, log10 FLOPs) label of a finished evaluation; None when it failed or lacks a metric;
-        FidelityError when its run trained on fewer rows than the fidelity states."""
+        """The (loss, log10 FLOPs) label of a finished evaluation: the loss is its validation metric (the value;
+        for a train run with a curve, the fidelity's trend label of the metric's curve), negated where higher is
+        better. None when it failed or lacks a metric; FidelityError when its run trained on fewer rows than the
+        fidelity states."""
         if e.status != "ok" or e.candidate.point is None or not e.metrics.get("flops"):
             return None
         self.params.fidelity.check_rows(getattr(e.record, "train_rows", None), f"candidate {e.candidate.index}")
-        ne = e.metrics.get("ne")
+        value = e.value
         try:
-            curve = record_curve(e.record) if hasattr(e.record, "history") else []
+            curve = record_curve(e.record, self.params.metric) if hasattr(e.record, "history") else []
             if len(curve) >= self.params.fidelity.late_points:
-                ne = self.params.fidelity.label(curve)
+                value = self.params.fidelity.label(curve)
         except CurveError:
-            pass  # a curve too short or broken for the trend: the final validation NE is the label
-        if ne is None or not math.isfinite(ne):
+            pass  # a curve too short or broken for the trend: the final validation value is the label
+        if value is None or not math.isfinite(value):
             return None
-        return {"point": e.candidate.point, "ne": float(ne), "flops": math.log10(float(e.metrics["flops"]))}
+        loss = -METRIC_DIRECTIONS[self.params.metric] * float(value)
+        return {"point": e.candidate.point, "loss": loss, "flops": math.log10(float(e.metrics["flops"]))}
 
     def _tell(self, history: list[Evaluation]) -> None:
         for e in history[self.consumed:]:
@@ -129,7 +132,7 @@ class AutoMLSearcher(SpaceSearcher):
         self.consumed = len(history)
 
     def reward(self, points: list[dict]) -> np.ndarray:
-        """−(1−α)·NE_z − α·FLOPs_z of the ensemble's mean (standardised by the training labels' mean and std)."""
+        """−(1−α)·loss_z − α·FLOPs_z of the ensemble's mean (standardised by the training labels' mean and std)."""
         mean, _ = self.predictor.query(np.stack([self.space.encode(p) for p in points]))
         mu, sd = (np.asarray(v) for v in self.predictor.scale)
         z = (mean - mu) / sd
@@ -139,8 +142,7 @@ class AutoMLSearcher(SpaceSearcher):
         p = self.params
         for _ in range(p.policy_steps):
             draws = self.policy.sample(self.rng, p.policy_batch)
-            points = [self.space.from_decisions(self.policy.values(d)) for d in draws]
-            self.policy.update(draws, self.reward(points), p.policy_lr)
+            self.policy.update(draws, self.reward(self.knobs.nearest(draws)), p.policy_lr)
 
     def _fresh(self, points: list[dict], n: int) -> list[Candidate]:
         out, seen = [], set(self.seen)
@@ -153,7 +155,7 @@ class AutoMLSearcher(SpaceSearcher):
         return out
 
     def _policy_points(self, n: int) -> list[dict]:
-        return [self.space.from_decisions(self.policy.values(d)) for d in self.policy.sample(self.rng, n)]
+        return self.knobs.nearest(self.policy.sample(self.rng, n))
 
     def ask(self, history: list[Evaluation]) -> list[Candidate]:
         """The next round: uniform draws first (or while fewer than 2 evaluations are labelled), then the
@@ -166,7 +168,7 @@ class AutoMLSearcher(SpaceSearcher):
         if len(self.data) < 2:
             return self._fresh(self._policy_points(20 * n), n)
         self.predictor.fit(np.stack([self.space.encode(r["point"]) for r in self.data]),
-                           [r["ne"] for r in self.data], [r["flops"] for r in self.data])
+                           [r["loss"] for r in self.data], [r["flops"] for r in self.data])
         self.train_policy()
         pool = self._policy_points(p.pool)
         order = np.argsort(-self.reward(pool), kind="stable")
@@ -179,5 +181,5 @@ class AutoMLSearcher(SpaceSearcher):
     def load_state_dict(self, state: dict) -> None:
         self.rng, self.seen, self.data = rng_from_state(state["rng"]), list(state["seen"]), list(state["data"])
         self.consumed = int(state["consumed"])
-        self.policy = CategoricalPolicy(self.space.decisions(), state["policy"])
+        self.policy = CategoricalPolicy(self.knobs.choices, state["policy"])
         self.predictor = EnsemblePredictor.from_state(state["predictor"])

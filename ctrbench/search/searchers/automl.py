@@ -11,7 +11,8 @@ secondary source [note-CN], not checked against the paper): rounds of
 The first round trains `initial` points drawn from the uniform policy. The policy's logits carry over from round
 to round. The decisions are the space's `decisions()` (exact points, e.g. `dhen`); a space without them (NASRec, a
 benchmark table's points) is searched over its `choices()` knobs, each draw taken to the space point agreeing on
-the most knobs (knob_points.KnobMap; a ctrbench choice), so the same searcher runs on CTR-NAS-Bench's `lookup`. Its state (logits, baseline, RNG, labelled data, the predictor's weights) is JSON, so a killed search
+the most knobs (knob_points.KnobMap; a ctrbench choice), so the same searcher runs on CTR-NAS-Bench's `lookup`.
+Its state (logits, baseline, RNG, labelled data, the predictor's weights) is JSON, so a killed search
 resumes with the same policy and the same next proposals."""
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ class AutoMLSearcher(SpaceSearcher):
         self.consumed = len(history)
 
     def reward(self, points: list[dict]) -> np.ndarray:
-        """−(1−α)·loss_z − α·FLOPs_z of the ensemble's mean (standardised by the training labels' mean and std)."""
+        """−(1−α)·loss_z − α·FLOPs_z of the ensemble's mean (standardised by the training labels' mean, std)."""
         mean, _ = self.predictor.query(np.stack([self.space.encode(p) for p in points]))
         mu, sd = (np.asarray(v) for v in self.predictor.scale)
         z = (mean - mu) / sd

@@ -68,7 +68,7 @@ class OneShotStage(BaseModel):
 
 class DNASStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    search: dict = Field(description="ctrbench.search.dnas.search.DNASConfig, but `seed` (the search seed)")
+    search: DNASConfig = Field(description="the search's knobs but `seed` (set per search seed)")
     top_k: PositiveInt
     samples: PositiveInt = Field(64, description="Gumbel-perturbed argmaxes the top-k are ranked among")
 
@@ -89,9 +89,8 @@ class RankitectConfig(BaseModel):
 
     @model_validator(mode="after")
     def _search_has_no_seed(self):
-        if "seed" in self.dnas.search:
+        if "seed" in self.dnas.search.model_fields_set:
             raise ValueError("dnas.search.seed is set by `seeds` (one search per seed)")
-        DNASConfig(**self.dnas.search)
         return self
 
 
@@ -187,7 +186,7 @@ class Stages:
     # --- DNAS ------------------------------------------------------------------------------------------------
     def dnas(self, seed: int) -> dict:
         st = self.cfg.dnas
-        dcfg = DNASConfig(**{**st.search, "seed": seed})
+        dcfg = st.search.model_copy(update={"seed": seed})
         spec = self.search_spec(f"dnas_s{seed}", "dnas", {**st.model_dump(), "seed": seed})
         path = self.out / "stages" / f"dnas_s{seed}.json"
         t0 = time.perf_counter()

@@ -106,8 +106,10 @@ def _score_pending(store: RunStore, sid: str, space, candidates: list[Candidate]
     return len(todo)
 
 
-def score_study(cfg: StudyConfig, store: RunStore, work_dir: str | Path, cache=None, log=print) -> dict:
-    """Warm up and score every level of `cfg` into `store` (resuming); returns {level: WarmupResult}."""
+def score_study(cfg: StudyConfig, store: RunStore, work_dir: str | Path, cache=None, log=print,
+                levels: list[float] | None = None) -> dict:
+    """Warm up and score every level of `cfg` (or just `levels` of them, e.g. to share the work between
+    processes) into `store`, resuming; returns {level: WarmupResult}."""
     from ctrbench.data.api import open_dataset
     from ctrbench.search.evaluators.oneshot import OneShotEvaluator
     from ctrbench.search.evaluators.proxy import ProxyEvaluator
@@ -115,8 +117,11 @@ def score_study(cfg: StudyConfig, store: RunStore, work_dir: str | Path, cache=N
     cache = cache or open_dataset(cfg.dataset, rows=cfg.rows, seed=cfg.data_seed)
     space = get_space(cfg.space, scale=cfg.scale)
     candidates = bench_candidates(cfg)
+    unknown = sorted(set(levels or []) - set(cfg.levels))
+    if unknown:
+        raise ValueError(f"levels {unknown} are not among study {cfg.name!r}'s {cfg.levels}")
     warmups = {}
-    for level in cfg.levels:
+    for level in [lv for lv in cfg.levels if levels is None or lv in levels]:
         sup, result = cached_warm_up(cache, cfg.warmup_config(level), work_dir)
         warmups[level] = result
         log(f"{cfg.name} warm-up {level:g}: {result.rows} rows, {result.steps} steps, {result.seconds:.1f} s")
@@ -172,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "ctrbench" / "sigeo"),
                     help="where warmed supernets are kept")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--levels", type=float, nargs="+", help="score only these of each study's levels")
     args = ap.parse_args(argv)
     import torch
 
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     store = RunStore(args.store)
     for path in args.configs:
         cfg = load_config(path)
-        warm = score_study(cfg, store, args.work, log=lambda m: print(m, flush=True))
+        warm = score_study(cfg, store, args.work, log=lambda m: print(m, flush=True), levels=args.levels)
         print(json.dumps({cfg.name: {f"{k:g}": v.model_dump() for k, v in warm.items()}}), flush=True)
     return 0
 

@@ -54,6 +54,7 @@ class WarmupResult(BaseModel):
     rows: int  # the training rows the supernet saw (the first `rows` of the split)
     steps: int
     seconds: float  # wall time of the training loop
+    cpu_seconds: float | None = None  # this process's CPU time over the loop (robust to a shared box)
     mean_loss: float | None = None  # mean training loss of the last epoch
 
 
@@ -75,7 +76,7 @@ def warm_up(cache, cfg: WarmupConfig):
     sup = build_supernet(cache, cfg)
     rows = budget_rows(cache.split("train").rows, cfg.fraction)
     steps, seen, loss_sum, n = 0, 0, 0.0, 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if rows:
         train = TrainConfig(optimizer=cfg.optimizer, lr=cfg.lr, embedding_lr=cfg.embedding_lr,
                             embedding_l2=cfg.embedding_l2, batch_size=cfg.batch_size, seed=cfg.seed)
@@ -88,8 +89,8 @@ def warm_up(cache, cfg: WarmupConfig):
             for batch in loader:
                 loss_sum += float(training_step(sup, batch, optimizers, train))
                 seen, n, steps = seen + batch.batch_size, n + 1, steps + 1
-    seconds = time.perf_counter() - t0
-    return sup.eval(), WarmupResult(fraction=cfg.fraction, rows=seen, steps=steps, seconds=seconds,
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return sup.eval(), WarmupResult(fraction=cfg.fraction, rows=seen, steps=steps, seconds=seconds, cpu_seconds=cpu,
                                     mean_loss=loss_sum / n if n else None)
 
 

@@ -22,6 +22,7 @@ def test_warm_up_trains_on_its_share_of_the_rows(tiny_cache):
     train_rows = tiny_cache.split("train").rows
     sup, res = warm_up(tiny_cache, WarmupConfig(fraction=0.25, batch_size=64, epochs=2))
     assert res.rows == round(0.25 * train_rows) and res.steps == 2 * -(-res.rows // 64) and res.seconds > 0
+    assert 0 < res.cpu_seconds
     assert not sup.training and res.mean_loss > 0
     fresh, zero = build_supernet(tiny_cache, WarmupConfig(fraction=0.0)), warm_up(tiny_cache, WarmupConfig(fraction=0))
     assert zero[1].rows == zero[1].steps == 0
@@ -44,6 +45,12 @@ def test_the_scored_points_are_the_benchs():
     want = cls(cls.Params(space="nasrec_small", space_options={"scale": 0.125}, budget=7, seed=0)).candidates()
     got = bench_candidates(cfg)
     assert [c.point for c in got] == [c.point for c in want] and all(c.params["numeric_norm"] for c in got)
+
+
+def test_scoring_only_some_levels_refuses_levels_the_study_lacks(tiny_cache, tmp_path):
+    cfg = StudyConfig(name="l", budget=2, levels=[0.0, 1.0])
+    with pytest.raises(ValueError, match=r"levels \[0.5\] are not among study 'l'"):
+        score_study(cfg, RunStore(tmp_path / "s.sqlite"), tmp_path, cache=tiny_cache, levels=[0.5])
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):

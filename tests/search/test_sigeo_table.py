@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from ctrbench.errors import DataError
 from ctrbench.search import sigeo_table
 from ctrbench.search.sigeo import StudyConfig
-from ctrbench.search.sigeo_table import (claim_a, correlations, finite_ranks, markdown, read_bench, seed_ceiling,
-                                         study_table)
+from ctrbench.search.sigeo_table import (claim_a, correlations, finite_ranks, kendall, markdown, read_bench,
+                                         seed_ceiling, spearman, study_table)
 
 HASHES = [f"h{i}" for i in range(12)]
 
@@ -20,6 +21,16 @@ def _fewer_resamples(monkeypatch):
     monkeypatch.setattr(sigeo_table, "N_RESAMPLES", 200)
 
 AUC = np.linspace(0.70, 0.80, 12)
+
+
+def test_vectorised_statistics_equal_scipys_with_ties():
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 5, (3, 17)).astype(float), rng.normal(size=(3, 17))  # x has many ties
+    y[:, :4] = 0.0
+    for i in range(3):
+        assert kendall(x, y)[i] == pytest.approx(stats.kendalltau(x[i], y[i]).statistic, abs=1e-12)
+        assert spearman(x, y)[i] == pytest.approx(stats.spearmanr(x[i], y[i]).statistic, abs=1e-12)
+    assert kendall(x.T, y.T, axis=0)[2] == pytest.approx(stats.kendalltau(x[2], y[2]).statistic, abs=1e-12)
 
 
 def test_infinite_scores_rank_past_the_finite_ones():

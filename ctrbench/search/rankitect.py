@@ -123,12 +123,14 @@ class Stages:
         self.cache = open_dataset(d.name, d.source, rows=d.rows, seed=d.data_seed, twin=d.twin)
         self.recipe = TrainConfig(**self.template.train)
         self.te_samples = self.recipe.max_epochs * self.cache.split("train").rows
+        store.recover()  # a run a killed invocation left 'running' is marked interrupted and runs again
         self.executor = LocalExecutor(store, command=command)
         self.objective = Objective(metric="ne")
 
     def search_spec(self, entry: str, searcher: str, options: dict) -> SearchSpec:
         """A stage search in the store, linked like a suite search (its retrains are its candidates' runs)."""
-        spec = dataclasses.replace(self.template, entry=entry, searcher=searcher,
+        system = {k: v for k, v in self.template.system.items() if k != "evaluator"}  # not the lookup table's
+        spec = dataclasses.replace(self.template, entry=entry, searcher=searcher, system=system,
                                    options={**self.space_ref, **options, "metric": "ne"})
         sid = spec.search_id
         if self.store.get_search(sid) is None:

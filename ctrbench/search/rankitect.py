@@ -389,7 +389,7 @@ def markdown(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 
 def write_results(cfg, suite, store, space, out: Path, provenance: str) -> dict:
-    """points.csv, fronts.csv, pareto.png, table.md and stages.json from the store and the stage summaries."""
+    """points.csv, fronts.csv, pareto.png, fronts.md and stages.json from the store and the stage summaries."""
     summaries = sorted((json.loads(p.read_text()) for p in (out / "stages").glob("*_summary.json")),
                        key=lambda d: (d["family"], d["seed"]))
     points = collect(cfg, suite, store, summaries, space)
@@ -407,17 +407,20 @@ def write_results(cfg, suite, store, space, out: Path, provenance: str) -> dict:
             f"## Each tuned engineers' model vs each family's best at no more FLOPs\n\n{markdown(matched)}\n"
             f"## Fronts\n\n{markdown(shown)}"
             f"\n## One-shot and DNAS stages: budget spent and wall time\n\n{markdown(budget)}")
-    (out / "table.md").write_text(text)
+    (out / "fronts.md").write_text(text)
     (out / "stages.json").write_text(json.dumps(summaries, indent=1) + "\n")
     return {"points": len(points), "summary": summary.to_dict(orient="records")}
+
+
+FAMILIES = ("sampling", "oneshot", "dnas")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctrbench.search.rankitect", description=__doc__.split("\n\n")[0])
     ap.add_argument("config", help="the Rankitect file (suites/rankitect_search.yaml)")
     ap.add_argument("--out", help="results folder (default: the suite's results folder)")
-    ap.add_argument("--families", default="sampling,oneshot,dnas", help="comma-separated: which to run "
-                    "(the report always reads every finished one from the store)")
+    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated, which to run now: "
+                    f"{', '.join(FAMILIES)}; '' runs none (the report always reads every finished one)")
     ap.add_argument("--seeds", help="comma-separated search seeds to run now, in place of the file's (the report "
                     "reads every finished one)")
     args = ap.parse_args(argv)
@@ -429,7 +432,10 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         store = RunStore(out / "runs.sqlite")
         command = "python -m ctrbench.search.rankitect " + " ".join(argv if argv is not None else sys.argv[1:])
-        families = set(args.families.split(","))
+        families = {f for f in args.families.split(",") if f}
+        if families - set(FAMILIES):
+            raise ConfigError(f"unknown families {sorted(families - set(FAMILIES))} in --families; valid: "
+                              f"{', '.join(FAMILIES)}")
         if "sampling" in families:
             run_suite(suite, store, command=command)
         stages = Stages(cfg, suite, store, out, command)

@@ -1,0 +1,275 @@
+"""DistDNAS at the CPU scale (issue 16 items 2-3; specs/search.md §6, §9.8): per-day searches on Ray, aggregated;
+the pooled search as the sequential baseline; a sweep of the cost coefficient; every searched point retrained
+from scratch beside the zoo (the harness suite the config names) at one recipe; the tables in results/distdnas/.
+
+    python -m ctrbench.search.distdnas suites/distdnas_search.yaml [--address HOST:PORT] [--workers 2]
+
+A CLI study rather than a suite searcher: the harness's searchers propose candidates one batch at a time
+(ask/tell) for its executor to train, while DistDNAS runs whole gradient searches as parallel tasks and
+aggregates their logits before anything is trained; its retrains and the zoo then go through the harness (runs in
+the one store, resumable, with their git revision). Every stage resumes from the store: finished day searches,
+the pooled search and finished runs are not redone.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from ctrbench.data.registry import get_spec
+from ctrbench.errors import ConfigError, CtrbenchError
+from ctrbench.harness.runner import make_executor, run_suite
+from ctrbench.harness.suite import SearchSpec, load_suite, load_yaml, pydantic_error
+from ctrbench.runs.store import RunStore
+from ctrbench.search.dnas.aggregate import RULES, Rule
+from ctrbench.search.dnas.distributed import (DistDNASConfig, Ray, aggregated_points, projected_seconds, run_days,
+                                              run_pooled)
+from ctrbench.search.registry import get_space
+
+
+class StudyConfig(BaseModel):
+    """suites/distdnas_search.yaml: the searches, the sweep, and what is retrained."""
+
+    model_config = ConfigDict(extra="forbid")
+    suite: str = Field(description="the harness suite (relative to this file): dataset, recipe and the zoo")
+    days: list[int] = Field(min_length=1)
+    day_rows: PositiveInt | None = None
+    valid_fraction: float = Field(0.2, gt=0, lt=1)
+    space: dict = Field(default_factory=dict)
+    dnas: dict = Field(default_factory=dict, description="DNASConfig fields of each day's search")
+    rule: Rule = Field("mean_probabilities", description="the rule of the main result (every rule is reported)")
+    sweep: list[float] = Field(min_length=1, description="cost coefficients; the first is the main search's")
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="retrain seeds of the main search's points")
+    sweep_seeds: list[int] = Field([0], min_length=1, description="retrain seeds of the sweep's other points")
+    project_workers: list[PositiveInt] = [1, 2, 4, 8, 23]
+
+
+def load_study(path: str) -> tuple[StudyConfig, Path]:
+    data, src = load_yaml(path)
+    try:
+        return StudyConfig(**(data or {})), Path(path).parent
+    except ValidationError as exc:
+        raise pydantic_error(exc, StudyConfig, src) from None
+    except TypeError as exc:
+        raise ConfigError(f"the file must be a mapping: {exc}", file=str(path)) from None
+
+
+class Study:
+    def __init__(self, cfg: StudyConfig, folder: Path, store: RunStore, out: Path, *, workers: int, address,
+                 retries: int, command: str):
+        self.cfg, self.store, self.out, self.command = cfg, store, out, command
+        self.suite = load_suite(folder / cfg.suite)
+        if len(self.suite.datasets) != 1:
+            raise ConfigError("the DistDNAS suite names one dataset (the twin with days)", file=self.suite.path)
+        self.dataset = self.suite.datasets[0]
+        self.space = get_space("distdnas", **cfg.space)
+        self.workers, self.address, self.retries = workers, address, retries
+        self.recipe = self.suite.runs[0].train if self.suite.runs else {}
+        self.timing: list[dict] = []
+
+    def search_config(self, coefficient: float) -> DistDNASConfig:
+        d, c = self.dataset, self.cfg
+        try:
+            return DistDNASConfig(data={"dataset": d.name, "source": d.source, "rows": d.rows, "data_seed": d.data_seed,
+                                        "days": c.days, "day_rows": c.day_rows, "valid_fraction": c.valid_fraction},
+                                  space=c.space, dnas={**c.dnas, "cost_coefficient": coefficient})
+        except ValidationError as exc:
+            raise ConfigError(f"the DistDNAS settings: {exc}") from None
+
+    # --- searches ---------------------------------------------------------------------------------------------------
+    def searches(self) -> tuple[dict, dict]:
+        """(coefficient -> {rule: aggregated point}, the pooled result of the main coefficient)."""
+        points = {}
+        with Ray(workers=self.workers, address=self.address) as ray:
+            for coef in self.cfg.sweep:
+                run = run_days(self.search_config(coef), self.store, ray_session=ray, retries=self.retries)
+                t0 = time.perf_counter()
+                points[coef] = aggregated_points(self.space, run.results)
+                self.timing.append({"coefficient": coef, "days": len(run.results), "ran_now": len(run.ran),
+                                    "wall_seconds": run.wall_seconds, "ray_init_seconds": run.ray_init_seconds,
+                                    "aggregate_seconds": time.perf_counter() - t0, "search_id": run.search_id,
+                                    "task_seconds": {d: r["metrics"]["task_seconds"] for d, r in run.results.items()},
+                                    "search_seconds": {d: r["metrics"]["search_seconds"]
+                                                       for d, r in run.results.items()},
+                                    "day_points": {d: r["point"] for d, r in run.results.items()}})
+        pooled = run_pooled(self.search_config(self.cfg.sweep[0]), self.store)
+        return points, pooled
+
+    # --- retrains and the zoo ----------------------------------------------------------------------------------
+    def labelled_points(self, points: dict, pooled: dict) -> list[tuple[str, dict, list[int]]]:
+        """(label, point, retrain seeds): every rule's point of the main search, the pooled point, and the main
+        rule's point at every other cost coefficient."""
+        c, main = self.cfg, self.cfg.sweep[0]
+        out = [(f"distdnas_{rule}_c{main:g}", points[main][rule]["point"], c.seeds) for rule in RULES]
+        out.append((f"pooled_c{main:g}", pooled["point"], c.seeds))
+        return out + [(f"distdnas_{c.rule}_c{k:g}", points[k][c.rule]["point"], c.sweep_seeds) for k in c.sweep[1:]]
+
+    def retrain(self, labelled) -> dict[tuple[str, int], object]:
+        """Train each distinct point once per seed (labels sharing a point share its runs); (hash, seed) -> record."""
+        seeds: dict[str, set] = {}
+        for _, point, ss in labelled:
+            seeds.setdefault(self.space.hash(point), set()).update(ss)
+        by_hash = {self.space.hash(p): p for _, p, _ in labelled}
+        runs = []
+        for h, point in by_hash.items():
+            spec = SearchSpec(suite=self.suite.name, entry=f"dnas_{h[:10]}", searcher="distdnas", options={},
+                              model=self.space.model, params={"numeric_norm": True}, train=self.recipe,
+                              dataset=self.dataset, seed=0, system=self.suite.runs[0].system)
+            run = self.suite.candidate_spec(spec, 0, self.space.candidate(point)[0], {})  # validated params
+            for s in sorted(seeds[h]):
+                runs.append(((h, s), dataclasses.replace(run, seed=s, train={**run.train, "seed": s}, kind="model",
+                                                         search_id=None, candidate_index=None)))
+        ex = make_executor("ray" if self.address else "process", self.store, workers=self.workers,
+                           address=self.address, command=self.command)
+        try:
+            records = ex.run([r for _, r in runs])
+        finally:
+            ex.close()
+        return {key: rec for (key, _), rec in zip(runs, records)}
+
+
+def row(name: str, family: str, r) -> dict:
+    return {"name": name, "family": family, "seed": r.seed, "status": r.status, "auc": r.auc, "logloss": r.logloss,
+            "ne": r.ne, "valid_auc": r.valid_auc, "flops": r.flops_fwd_per_sample, "params": r.params,
+            "train_seconds": r.train_seconds, "git_rev": r.git_rev, "config_hash": r.config_hash}
+
+
+def collect(space, labelled, retrained: dict, zoo_records) -> pd.DataFrame:
+    rows = [row(name, name.split("_")[0], retrained[(space.hash(point), s)]) for name, point, seeds in labelled
+            for s in seeds]
+    return pd.DataFrame(rows + [row(r.entry, "zoo", r) for r in zoo_records])
+
+
+def summarise(models: pd.DataFrame) -> pd.DataFrame:
+    ok = models[models["status"] == "ok"]
+    g = ok.groupby("name")
+    out = g.agg(family=("family", "first"), seeds=("seed", "nunique"), flops=("flops", "mean"),
+                auc_mean=("auc", "mean"), auc_std=("auc", "std"), logloss_mean=("logloss", "mean"),
+                logloss_std=("logloss", "std"), ne_mean=("ne", "mean"), ne_std=("ne", "std")).reset_index()
+    return out.sort_values("flops")
+
+
+def claim(models: pd.DataFrame, searched: str) -> dict:
+    """The paper's claim against the zoo model best by mean test AUC: ΔAUC (paired by seed where both have the
+    seed: mean, std and each seed's) and the FLOPs saving."""
+    ok = models[models["status"] == "ok"]
+    zoo = ok[ok["family"] == "zoo"]
+    best = zoo.groupby("name")["auc"].mean().idxmax()
+    a = ok[ok["name"] == searched].set_index("seed")
+    b = zoo[zoo["name"] == best].set_index("seed")
+    common = sorted(set(a.index) & set(b.index))
+    diffs = [float(a.loc[s, "auc"] - b.loc[s, "auc"]) for s in common]
+    saving = 1 - float(a["flops"].mean()) / float(b["flops"].mean())
+    return {"searched": searched, "best_zoo": best, "paired_seeds": common, "delta_auc_per_seed": diffs,
+            "delta_auc_mean": float(np.mean(diffs)) if diffs else None,
+            "delta_auc_std": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None,
+            "searched_auc_mean": float(a["auc"].mean()), "zoo_auc_mean": float(b["auc"].mean()),
+            "flops_saving": saving, "claim": "+0.001 AUC and 60% fewer FLOPs",
+            "auc_part_holds": bool(diffs) and float(np.mean(diffs)) >= 0.001,
+            "flops_part_holds": saving >= 0.60}
+
+
+def timing_table(timing: list[dict], pooled: dict, workers: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-day task times, and the measured and projected wall times (projected_seconds) of each search."""
+    days = pd.DataFrame([{"coefficient": t["coefficient"], "day": int(d), "task_seconds": s,
+                          "search_seconds": t["search_seconds"][d]} for t in timing for d, s in t["task_seconds"].items()])
+    rows = []
+    for t in timing:
+        overhead = t["ray_init_seconds"] + t["aggregate_seconds"]
+        row = {"coefficient": t["coefficient"], "days": t["days"], "ran_now": t["ran_now"],
+               "measured_wall_seconds": t["wall_seconds"] if t["ran_now"] == t["days"] else None,
+               "ray_init_seconds": t["ray_init_seconds"], "sum_task_seconds": sum(t["task_seconds"].values())}
+        for w in workers:
+            row[f"projected_{w}_workers"] = projected_seconds(list(t["task_seconds"].values()), w, overhead)
+        rows.append(row)
+    walls = pd.DataFrame(rows)
+    walls["pooled_seconds"] = None
+    walls.loc[0, "pooled_seconds"] = pooled["metrics"]["task_seconds"]
+    return days, walls
+
+
+def plot(summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for family, part in summary.groupby("family"):
+        ax.errorbar(part["flops"], part["ne_mean"], yerr=part["ne_std"].fillna(0), fmt="o", label=family, capsize=3)
+        for _, r in part.iterrows():
+            ax.annotate(r["name"], (r["flops"], r["ne_mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("forward FLOPs per example (measured)")
+    ax.set_ylabel("test NE (mean over seeds; lower is better)")
+    ax.set_title("DistDNAS at the CPU scale: NE vs FLOPs")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ctrbench.search.distdnas", description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", help="the study file (suites/distdnas_search.yaml)")
+    ap.add_argument("--address", help="join this Ray cluster (default: a local Ray with --workers CPUs)")
+    ap.add_argument("--workers", type=int, default=2, help="local Ray CPUs / process workers (default 2)")
+    ap.add_argument("--retries", type=int, default=2, help="Ray retries of a failed or killed day task")
+    ap.add_argument("--store", default=None, help="run store (default: OUT/runs.db)")
+    ap.add_argument("--out", default="results/distdnas", help="results folder")
+    args = ap.parse_args(argv)
+    command = "python -m ctrbench.search.distdnas " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    try:
+        cfg, folder = load_study(args.config)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        store = RunStore(args.store or out / "runs.db")
+        study = Study(cfg, folder, store, out, workers=args.workers, address=args.address, retries=args.retries,
+                      command=command)
+        t0 = time.perf_counter()
+        points, pooled = study.searches()
+        labelled = study.labelled_points(points, pooled)
+        retrained = study.retrain(labelled)
+        zoo = run_suite(study.suite, store, executor="ray" if args.address else "process", workers=args.workers,
+                        address=args.address, command=command)
+        models = collect(study.space, labelled, retrained, zoo.records)
+        models.to_csv(out / "models.csv", index=False)
+        summary = summarise(models)
+        summary.to_csv(out / "summary.csv", index=False)
+        spec = get_spec(study.dataset.name)
+        sweep = pd.DataFrame([{"coefficient": k, "point": json.dumps(p[cfg.rule]["point"]),
+                               "analytic_flops": study.space.flops(p[cfg.rule]["point"], spec),
+                               "name": f"distdnas_{cfg.rule}_c{k:g}"} for k, p in points.items()])
+        sweep = sweep.merge(summary[["name", "seeds", "flops", "auc_mean", "ne_mean", "ne_std"]], on="name", how="left")
+        sweep.to_csv(out / "sweep.csv", index=False)
+        days, walls = timing_table(study.timing, pooled, cfg.project_workers)
+        days.to_csv(out / "day_tasks.csv", index=False)
+        walls.to_csv(out / "wall_times.csv", index=False)
+        main_name = f"distdnas_{cfg.rule}_c{cfg.sweep[0]:g}"
+        result = {"command": command, "claim": claim(models, main_name),
+                  "claim_pooled": claim(models, f"pooled_c{cfg.sweep[0]:g}"),
+                  "points": {f"c{c:g}": {r: v["point"] for r, v in p.items()} for c, p in points.items()},
+                  "pooled_point": pooled["point"], "day_points": {t["coefficient"]: t["day_points"]
+                                                                  for t in study.timing},
+                  "total_seconds": time.perf_counter() - t0}
+        (out / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        plot(summary, out / "ne_vs_flops.png")
+        print(summary.to_string(index=False))
+        print(walls.to_string(index=False))
+        print(json.dumps(result["claim"], indent=1))
+    except CtrbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

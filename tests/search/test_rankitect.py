@@ -48,17 +48,20 @@ def test_engineers_tuned_pick_on_validation_not_test():
 
 def test_verdict_counts_seeds_and_matches_flops():
     pts = frame([("engineers", "DLRM", 0, "DLRM[a]", 100, 0.80), ("engineers", "DCNv2", 0, "DCNv2[a]", 400, 0.78),
+                 ("engineers", "DCNv2", 0, "DCNv2[b]", 450, 0.785, 0.9),  # dominated, not tuned: not on a front
                  ("dnas", "dnas", 0, "p", 90, 0.79), ("dnas", "dnas", 0, "q", 300, 0.77),
                  ("dnas", "dnas", 1, "r", 500, 0.81),
                  ("sampling", "random", 0, "z", 1000, 0.9)])
     summary, matched = verdict(pts, families=("dnas", "sampling"))
     dnas = summary.set_index("family").loc["dnas"]
-    assert bool(dnas["front_dominates_engineers"]) and dnas["seeds_dominating"] == "1/2"
-    assert not bool(summary.set_index("family").loc["sampling", "front_dominates_engineers"])
+    assert bool(dnas["dominates_engineers_grid"]) and dnas["seeds_dominating_grid"] == "1/2"
+    assert bool(dnas["dominates_engineers_tuned"]) and not bool(dnas["engineers_grid_dominates_it"])
+    assert not bool(summary.set_index("family").loc["sampling", "dominates_engineers_grid"])
     m = matched.set_index(["family", "engineers_model"])
     assert m.loc[("dnas", "DLRM[a]"), "delta_ne"] == pytest.approx(-0.01)
     assert m.loc[("dnas", "DCNv2[a]"), "its_flops"] == 300
     assert np.isnan(m.loc[("sampling", "DLRM[a]"), "delta_ne"])  # nothing at <= 100 FLOPs
+    assert ("dnas", "DCNv2[b]") not in m.index
 
 
 def test_most_probable_starts_with_the_argmax_and_ranks_by_probability(tiny_cache):

@@ -2,7 +2,9 @@
 automl policy). A space with `decisions()` / `from_decisions()` (e.g. `dhen`) builds the point exactly. Other
 spaces have no inverse of `knobs()` in the Space API (a NASRec point's input lists must stay consistent), so the
 point is found (a ctrbench choice): of a pool of the space's own samples, the one that has the most knobs as wanted,
-then moves along `neighbours` while a move agrees with more of them. Knob values are indices into `choices()`."""
+then moves along `neighbours` while a move agrees with more of them; a searcher may exclude the points it already
+proposed, so a suggestion near an evaluated point lands on the nearest unevaluated one (in a benchmark table of a
+few hundred points, snapping alone would return the incumbent again and again). Knob values are indices into `choices()`."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,6 +31,7 @@ class KnobMap:
         self._index = {k: {_key(v): i for i, v in enumerate(vs)} for k, vs in self.choices.items()}
         self._pool: list[dict] | None = None
         self._pool_codes: np.ndarray | None = None
+        self._pool_hashes: np.ndarray | None = None
 
     def indices(self, point: dict) -> dict[str, int]:
         """The point's knob values as indices into `choices` (knobs it lacks, e.g. unused layer slots, left out)."""
@@ -61,30 +64,36 @@ class KnobMap:
                 seen.add(h)
                 pool.append(p)
         self._pool, self._pool_codes = pool, self._codes(pool)
+        self._pool_hashes = np.array([self.space.hash(p) for p in pool])
 
     def _want_row(self, wanted: dict[str, int]) -> np.ndarray:
         return np.array([wanted.get(k, -2) for k in self.names], dtype=np.int64)
 
-    def nearest(self, wanted: list[dict[str, int]]) -> list[dict]:
+    def nearest(self, wanted: list[dict[str, int]], exclude=frozenset()) -> list[dict]:
         """For each wanted set, the point that matches it: exact where the space allows, else the pool point
-        agreeing on the most knobs (ties to the earlier pool point)."""
+        agreeing on the most knobs (ties to the earlier pool point), skipping points whose hash is in `exclude`
+        while the pool has others."""
         if self.exact:
             return [self.space.from_decisions(self.values(w)) for w in wanted]
         self._ensure_pool()
         rows = np.stack([self._want_row(w) for w in wanted])
         agree = (self._pool_codes[None, :, :] == rows[:, None, :]).sum(axis=2)
+        if exclude:
+            taken = np.isin(self._pool_hashes, list(exclude))
+            if not taken.all():
+                agree[:, taken] = -1
         return [self._pool[int(i)] for i in agree.argmax(axis=1)]
 
-    def point(self, wanted: dict[str, int]) -> dict:
-        """`nearest`, then up to `climb` moves to the neighbour agreeing on the most wanted knobs while that is
-        more than the current point's."""
-        best = self.nearest([wanted])[0]
+    def point(self, wanted: dict[str, int], exclude=frozenset()) -> dict:
+        """`nearest` (skipping the hashes in `exclude`), then up to `climb` moves to the neighbour (not in
+        `exclude`) agreeing on the most wanted knobs while that is more than the current point's."""
+        best = self.nearest([wanted], exclude)[0]
         if self.exact:
             return best
         row = self._want_row(wanted)
         score = int((self._codes([best])[0] == row).sum())
         for _ in range(self.climb):
-            near = self.space.neighbours(best)
+            near = [n for n in self.space.neighbours(best) if not exclude or self.space.hash(n) not in exclude]
             if not near:
                 break
             scores = (self._codes(near) == row[None, :]).sum(axis=1)

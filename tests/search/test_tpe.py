@@ -106,3 +106,19 @@ def test_failures_are_told_and_a_used_up_space_ends_the_search():
     assert sorted(e.candidate.point["params"]["embedding_dim"] for e in result.history) == [4, 8, 16]
     study = searcher.study(result.history)
     assert [t.state.name for t in study.trials].count("FAIL") == 1 and len(study.trials) == 3
+
+
+GRID9 = register_space(SearchSpace(name="tpe_grid9", model="dcnv2",
+                                   params={"embedding_dim": Choice((4, 8, 16)), "num_cross_layers": Choice((1, 2, 3))}))
+
+
+def test_on_a_space_without_decisions_a_suggestion_lands_on_the_nearest_unproposed_point():
+    """Snapping alone would give back the incumbent after the start-up trials; with one draw per candidate the
+    search only reaches all 9 points if every proposal skips the ones already proposed."""
+    searcher = TPESearcher(TPESearcher.Params(space="tpe_grid9", budget=9, n_startup_trials=2, max_draws=1))
+
+    def auc(batch):
+        return [Evaluation(c, "ok", 0.7 + 0.01 * c.point["params"]["num_cross_layers"]) for c in batch]
+
+    result = run_search(searcher, auc)
+    assert len({searcher.space.hash(e.candidate.point) for e in result.history}) == 9

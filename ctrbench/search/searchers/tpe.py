@@ -4,7 +4,7 @@ issue 17. Optuna does the modelling and sampling through its ask/tell interface;
 - Parameters: one per knob of the space (`decisions()` where the space has them, else `choices()`), its value an
   index into the knob's values: an integer (so TPE's kernel uses the order) where the values are increasing
   numbers, a categorical otherwise. A proposal's point is built from the suggested knobs (knob_points.KnobMap:
-  exact for spaces with decisions, else the nearest point of the space).
+  exact for spaces with decisions, else the nearest point of the space not proposed yet).
 - Each `ask` rebuilds the study from the history, as Optuna rebuilds a study from its storage: every evaluated
   candidate is a trial with the parameters kept for it (the suggestion, or the knobs of the point actually built)
   and the objective's utility as its value (maximised); failures are FAIL trials. The sampler's seed comes from
@@ -108,7 +108,7 @@ class TPESearcher(SpaceSearcher):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     trial = study.ask(self.distributions)
-                point = self.knobs.point(trial.params)
+                point = self.knobs.point(trial.params, seen)
                 h = self.space.hash(point)
                 if h not in seen:
                     break

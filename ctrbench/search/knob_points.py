@@ -4,7 +4,8 @@ spaces have no inverse of `knobs()` in the Space API (a NASRec point's input lis
 point is found (a ctrbench choice): of a pool of the space's own samples, the one that has the most knobs as wanted,
 then moves along `neighbours` while a move agrees with more of them; a searcher may exclude the points it already
 proposed, so a suggestion near an evaluated point lands on the nearest unevaluated one (in a benchmark table of a
-few hundred points, snapping alone would return the incumbent again and again). Knob values are indices into `choices()`."""
+few hundred points, snapping alone would return the incumbent again and again). Knob values are indices into
+`choices()`."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,0 +1,80 @@
+"""Issue 17 item 5 (b), the analysis of `ctrbench run suites/automl.yaml`: for each search (random / tpe / automl x
+search seed) the best-so-far validation NE against trials, its winner (the best validation NE of its candidates,
+as the searcher reports it) with test NE, FLOPs and throughput, and the NE gain (%) of the winner's test NE over
+the baseline, the zoo model at its defaults with the best validation NE (negative = better, as the paper reports).
+Reads the suite's run store; writes twin_trials.csv, twin_winners.csv and twin_best_so_far.png to --out.
+
+    python suites/automl/twin_compare.py [--store results/automl/runs.sqlite --out results/automl]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from curves import incumbents, mean_std, plot_curves
+from ctrbench.runs.store import RunStore
+
+SEARCH_ENTRY = re.compile(r"^(?P<searcher>[a-z]+)_s(?P<seed>\d+)$")
+
+
+def record_row(r) -> dict:
+    return {"entry": r.entry, "candidate": r.candidate_index, "status": r.status,
+            "valid_ne": (r.valid or {}).get("ne"), "test_ne": r.ne, "test_auc": r.auc, "flops": r.flops_fwd_per_sample,
+            "params": r.params, "train_samples_per_s": r.train_samples_per_s,
+            "infer_samples_per_s": r.infer_samples_per_s, "model": r.model,
+            "layers": "-".join(f"{m}{w}" for m, w in zip(r.config.get("params", {}).get("layers", []),
+                                                          r.config.get("params", {}).get("widths", [])))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", default="results/automl/runs.sqlite")
+    ap.add_argument("--suite", default="automl")
+    ap.add_argument("--out", default="results/automl")
+    args = ap.parse_args()
+    out = Path(args.out)
+    runs = pd.DataFrame([record_row(r) for r in RunStore(args.store).records(suite=args.suite)])
+    runs = runs.drop_duplicates(["entry", "candidate"], keep="last")
+    zoo = runs[runs.candidate.isna() & (runs.status == "ok")].sort_values("valid_ne")
+    base = zoo.iloc[0]
+    print("zoo (same fidelity):\n" + zoo[["entry", "valid_ne", "test_ne", "test_auc", "flops"]].to_string(index=False))
+    trials, winners = [], []
+    for entry, g in runs[runs.candidate.notna()].groupby("entry"):
+        m = SEARCH_ENTRY.match(entry)
+        g = g.sort_values("candidate")
+        values = [v if s == "ok" else None for v, s in zip(g.valid_ne, g.status)]
+        inc = incumbents(values, higher_is_better=False)
+        for t, (i, (_, row)) in enumerate(zip(inc, g.iterrows()), start=1):
+            best = g.iloc[i] if i is not None else None
+            trials.append({"searcher": m["searcher"], "seed": int(m["seed"]), "trial": t, "valid_ne": row.valid_ne,
+                           "best_valid_ne": best.valid_ne if best is not None else None,
+                           "best_test_ne": best.test_ne if best is not None else None})
+        w = g.iloc[inc[-1]]
+        winners.append({"searcher": m["searcher"], "seed": int(m["seed"]), "trials": len(g),
+                        "valid_ne": w.valid_ne, "test_ne": w.test_ne, "test_auc": w.test_auc,
+                        "ne_gain_pct": 100 * (w.test_ne - base.test_ne) / base.test_ne, "flops": w.flops,
+                        "params": w.params, "train_samples_per_s": w.train_samples_per_s,
+                        "infer_samples_per_s": w.infer_samples_per_s, "layers": w.layers})
+    trials, winners = pd.DataFrame(trials), pd.DataFrame(winners).sort_values(["searcher", "seed"])
+    trials.to_csv(out / "twin_trials.csv", index=False)
+    winners.to_csv(out / "twin_winners.csv", index=False)
+    plot_curves(trials, "best_valid_ne", "best-so-far validation NE (low fidelity)",
+                "dhen space, 10k-row Criteo twin", out / "twin_best_so_far.png",
+                baseline=(f"zoo best at defaults ({base.entry})", base.valid_ne))
+    print(f"baseline {base.entry}: valid NE {base.valid_ne:.5f}, test NE {base.test_ne:.5f}, FLOPs {base.flops:.3g}, "
+          f"train {base.train_samples_per_s:.3g}/s, infer {base.infer_samples_per_s:.3g}/s")
+    print(winners.to_string(index=False))
+    order = [s for s in ("random", "tpe", "automl") if s in set(winners.searcher)]
+    print("| searcher | seeds | NE gain % (mean ± std) | test NE | FLOPs | train samples/s | infer samples/s |")
+    print("|---|---|---|---|---|---|---|")
+    for s in order:
+        w = winners[winners.searcher == s]
+        print(f"| {s} | {len(w)} | {mean_std(w.ne_gain_pct)} | {mean_std(w.test_ne)} | {mean_std(w.flops)} | "
+              f"{mean_std(w.train_samples_per_s)} | {mean_std(w.infer_samples_per_s)} |")
+
+
+if __name__ == "__main__":
+    main()

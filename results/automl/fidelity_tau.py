@@ -29,11 +29,11 @@ from ctrbench.train import fit
 HERE = Path(__file__).parent
 
 
-def train(space, point, cache, overrides: dict, batch_size: int) -> tuple[float, list]:
-    """(final validation NE, validation curve) of one point trained with `overrides`."""
+def train(space, point, cache, overrides: dict, batch_size: int, seed: int = 0) -> tuple[float, list]:
+    """(final validation NE, validation curve) of one point trained with `overrides` and training seed `seed`."""
     params, train_cfg = space.candidate(point)
-    model = build_model(space.model, cache.spec, cache.vocab_sizes, params, model_tables(cache), seed=0)
-    res = fit(model, cache, {**train_cfg, "batch_size": batch_size, "seed": 0, **overrides})
+    model = build_model(space.model, cache.spec, cache.vocab_sizes, params, model_tables(cache), seed=seed)
+    res = fit(model, cache, {**train_cfg, "batch_size": batch_size, "seed": seed, **overrides})
     curve = history_curve(res.history, batch_size)
     return curve[-1][1], curve
 

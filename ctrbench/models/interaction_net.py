@@ -27,7 +27,7 @@ from torch import nn
 
 from ctrbench.errors import ParamError
 from ctrbench.models.base import CTRModel, ModelParams
-from ctrbench.models.layers.gumbel import gumbel_softmax
+from ctrbench.models.layers.gumbel import ArchParameters, gumbel_softmax
 from ctrbench.models.layers.mlp import init_linear
 from ctrbench.models.nasrec.arch import ATTN_HEADS, dp_tokens
 from ctrbench.models.nasrec.ops import FC, EFC, Attention, DotProduct, FMToDense, SigmoidGating
@@ -227,7 +227,7 @@ class InteractionSubnet(InteractionNet):
 
 
 @register("dnas_supernet")
-class InteractionSupernet(InteractionNet):
+class InteractionSupernet(ArchParameters, InteractionNet):
     """Every module of every block; a block's output is the mix of its modules' outputs weighted by a
     Gumbel-softmax sample of its architecture logits (one logit vector per block and slot: `arch_logits()`).
     The search sets the temperature (`tau`). In eval mode the weights are the plain softmax (no noise)."""
@@ -263,14 +263,6 @@ class InteractionSupernet(InteractionNet):
 
     def ops(self, slot: str) -> tuple[str, ...]:
         return self.params.dense_ops if slot == "dense" else self.params.sparse_ops
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.alpha.values())
-
-    def dense_parameters(self) -> list[nn.Parameter]:
-        """The weights (the architecture logits are trained apart, on validation batches)."""
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in super().dense_parameters() if id(p) not in arch]
 
     def arch_logits(self) -> dict[str, torch.Tensor]:
         """slot -> logits [num_blocks, n_ops] (a detached copy)."""

@@ -28,3 +28,15 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, *, hard: bool = False, nois
         return soft
     one_hot = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
     return one_hot - soft.detach() + soft
+
+
+class ArchParameters:
+    """Mixin of a DNAS supernet (a CTRModel with `alpha`, a ParameterDict of architecture logits): the logits
+    train apart from the weights (on validation batches), so `dense_parameters` leaves them out."""
+
+    def arch_parameters(self) -> list:
+        return list(self.alpha.values())
+
+    def dense_parameters(self) -> list:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in super().dense_parameters() if id(p) not in arch]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ctrbench.models.layers.gumbel import gumbel_softmax
+from ctrbench.models.layers.gumbel import ArchParameters, gumbel_softmax
 from ctrbench.models.nasrec.arch import MAX_INPUTS, MERGER_TOKENS, NASRecPoint
 from ctrbench.models.nasrec.ops import ElasticProjection, pad_last, prefix_norm
 from ctrbench.models.nasrec.supernet import NASRecSupernet
@@ -49,7 +49,7 @@ def mixed_projection(proj: ElasticProjection, x: torch.Tensor, widths, w: torch.
 
 
 @register("nasrec_dnas_supernet")
-class NASRecDNASSupernet(NASRecSupernet):
+class NASRecDNASSupernet(ArchParameters, NASRecSupernet):
     """The NASRec supernet with Gumbel-softmax mixing of every choice (see the module docstring)."""
 
     class Params(NASRecSupernet.Params):
@@ -77,14 +77,6 @@ class NASRecDNASSupernet(NASRecSupernet):
         self.pinned: dict[str, torch.Tensor] | None = None
 
     # --- architecture parameters -------------------------------------------------------------------------------
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.alpha.values())
-
-    def dense_parameters(self) -> list[nn.Parameter]:
-        """The weights (the architecture logits are trained apart, on validation batches)."""
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in super().dense_parameters() if id(p) not in arch]
-
     def logits(self) -> dict[str, torch.Tensor]:
         """slot -> logits, a source no block can read masked to MASKED (differentiable)."""
         out = dict(self.alpha.items())

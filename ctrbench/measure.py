@@ -87,16 +87,43 @@ def _time_steps(step: Callable[[object], None], batches: list, warmup: int, devi
     return np.asarray(times)
 
 
+def _rank0_decides(device: torch.device, world: int) -> Callable[[bool], bool]:
+    """Under DDP every rank must take as many timed steps as the others: rank 0's stop decision, broadcast."""
+    if world == 1:
+        return lambda stop: stop
+
+    def agree(stop: bool) -> bool:
+        import torch.distributed as dist
+
+        flag = torch.tensor([int(stop)], device=device if device.type == "cuda" else "cpu")
+        dist.broadcast(flag, 0)
+        return bool(flag.item())
+
+    return agree
+
+
 def measure_cost(model: CTRModel, cache: Cache, batch_size: int, *, warmup: int = 3, steps: int = 10,
-                 train: TrainConfig | None = None, split: str = "train") -> dict:
+                 train: TrainConfig | None = None, split: str = "train", system=None, protocol=None) -> dict:
     """Params, FLOPs per sample, train and inference samples/s and step-time percentiles, peak memory, on real
     batches of `cache` (device: the model's). A training step is the trainer's own (`train.training_step`) with
     the run's optimizers and table updates (`train`: dense, sparse or fused; None = TrainConfig's defaults).
-    See the module docstring for what each number includes."""
+    See the module docstring for what each number includes.
+    `system` (ctrbench.cubicml.system.SystemKnobs) adds bf16 autocast; inside a torch.distributed process group
+    every rank times DDP steps on its batch_size / world size rows and samples/s counts the global batch.
+    `protocol` (ctrbench.cubicml.protocol.TimingProtocol) times training steps until the median is known to its
+    precision instead of exactly `steps`; either way the machine's load around the timing is recorded (`load`,
+    and `loaded` when other processes used the CPUs meanwhile)."""
+    from ctrbench.cubicml.execution import autocast, autocast_dtype, data_parallel, rank_and_world
+    from ctrbench.cubicml.protocol import LoadProbe, TimingProtocol, time_until_stable
+
     if steps < 1 or warmup < 0:
         raise ValueError("measure_cost needs steps >= 1 and warmup >= 0")
     device = next(model.parameters()).device
-    loader = BatchLoader(cache, split, batch_size, shuffle=True, seed=0, drop_last=True)
+    rank, world = rank_and_world()
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} does not split into {world} processes")
+    per_rank = batch_size // world
+    loader = BatchLoader(cache, split, per_rank, shuffle=True, seed=0, drop_last=True, rank=rank, world_size=world)
     n = warmup + steps
     if len(loader) == 0:
         raise ValueError(f"split {split!r} has fewer rows than one batch of {batch_size}")
@@ -111,17 +138,18 @@ def measure_cost(model: CTRModel, cache: Cache, batch_size: int, *, warmup: int 
     out["batch_size"] = batch_size
     b0 = batches[0]
     work = copy.deepcopy(model)
-    out["flops_fwd_per_sample"] = count_flops(work, b0, train=False) / batch_size
-    out["flops_train_per_sample"] = count_flops(work, b0, train=True) / batch_size
+    out["flops_fwd_per_sample"] = count_flops(work, b0, train=False) / per_rank
+    out["flops_train_per_sample"] = count_flops(work, b0, train=True) / per_rank
     out["flops_note"] = FLOPS_NOTE
 
     kind = _reset_peak(device)
+    amp = autocast_dtype(system)
     # inference
     model_was = model.training
     model.eval()
 
     def infer(batch):
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, amp):
             model(batch)
 
     t_inf = _time_steps(infer, batches, warmup, device)
@@ -130,11 +158,19 @@ def measure_cost(model: CTRModel, cache: Cache, batch_size: int, *, warmup: int 
     work.train()
     cfg = train or TrainConfig()
     optimizers = make_optimizers(work, cfg)
+    forward = data_parallel(work)
 
-    def train_step(batch):
-        training_step(work, batch, optimizers, cfg)
+    def train_step(i):
+        training_step(work, batches[i % len(batches)], optimizers, cfg, forward=forward, autocast_dtype=amp)
 
-    t_train = _time_steps(train_step, batches, warmup, device)
+    protocol = protocol or TimingProtocol(warmup=warmup, min_steps=steps, max_steps=steps, precision=None)
+    with LoadProbe() as probe:
+        timing = time_until_stable(train_step, protocol, sync=lambda: _sync(device),
+                                   agree=_rank0_decides(device, world))
+    t_train = timing.times
+    out.update(timing.summary)
+    out["load"], out["loaded"] = probe.result, probe.result["loaded"]
+    out["world_size"] = world
     out["peak_memory_mb"] = _peak_mb(device, kind)
     out["peak_memory_kind"] = kind
     out["train_samples_per_s"] = batch_size / float(np.median(t_train))
@@ -145,7 +181,6 @@ def measure_cost(model: CTRModel, cache: Cache, batch_size: int, *, warmup: int 
     out["infer_time_p90_ms"] = float(np.percentile(t_inf, 90) * 1e3)
     out["device"] = str(device)
     out["torch_threads"] = torch.get_num_threads()
-    out["timed_steps"] = steps
     return out
 
 

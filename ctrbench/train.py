@@ -259,15 +259,22 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
     return better(monitor, value, best, MIN_DELTA)
 
 
-def training_step(model: CTRModel, batch, optimizers: list[torch.optim.Optimizer], cfg: TrainConfig) -> torch.Tensor:
+def training_step(model: CTRModel, batch, optimizers: list[torch.optim.Optimizer], cfg: TrainConfig, *,
+                  forward: torch.nn.Module | None = None, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
     """One optimizer step on `batch` as the trainer takes it (the model's loss + aux loss + lazy embedding L2,
-    backward, clipping, every optimizer's step); returns the detached loss. The cost measurement times this."""
-    loss = model.loss(model(batch), batch)  # BCE, or the model's own supervised loss
-    aux = model.aux_loss()
-    if aux is not None:
-        loss = loss + aux
-    if cfg.sparse_embeddings and cfg.embedding_l2 > 0:
-        loss = loss + 0.5 * cfg.embedding_l2 * model.embedding_sq_norm(batch)
+    backward, clipping, every optimizer's step); returns the detached loss. The cost measurement times this.
+    System knobs: `forward` is the module called on the batch (a DDP wrapper of `model`; None = `model`), and
+    `autocast_dtype` runs forward and loss under torch.autocast (bf16; None = fp32)."""
+    from ctrbench.cubicml.execution import autocast
+
+    with autocast(batch.label.device, autocast_dtype):
+        loss = model.loss((forward or model)(batch), batch)  # BCE, or the model's own supervised loss
+        aux = model.aux_loss()
+        if aux is not None:
+            loss = loss + aux
+        if cfg.sparse_embeddings and cfg.embedding_l2 > 0:
+            loss = loss + 0.5 * cfg.embedding_l2 * model.embedding_sq_norm(batch)
+    loss = loss.float()
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -285,9 +292,14 @@ def _call(callbacks, name: str, *args) -> None:
         fn(*args)
 
 
-def fit(model: CTRModel, cache: Cache, cfg: TrainConfig | dict[str, Any] | None = None, callbacks=None) -> TrainResult:
+def fit(model: CTRModel, cache: Cache, cfg: TrainConfig | dict[str, Any] | None = None, callbacks=None,
+        system=None) -> TrainResult:
     """Train `model` on cache's train split with early stopping on `valid`, restore the best weights,
-    evaluate on test. Returns status "nan" (with the step) on a non-finite loss; other errors raise."""
+    evaluate on test. Returns status "nan" (with the step) on a non-finite loss; other errors raise.
+    `system` (ctrbench.cubicml.system.SystemKnobs; None = the defaults) sets bf16 autocast and the loader's
+    prefetch; inside a torch.distributed process group each rank trains its shard of every global batch
+    (cfg.batch_size / world size rows) through DDP, and every rank evaluates the whole split with the same
+    weights, so all ranks take the same early-stopping decisions."""
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig(**(cfg or {}))
     if cfg.monitor == "gauc" and cache.spec.group_id is None:
         raise ConfigError(f"monitor 'gauc' needs a group id, and {cache.spec.name} has none; use 'auc' or 'logloss'",
@@ -296,12 +308,20 @@ def fit(model: CTRModel, cache: Cache, cfg: TrainConfig | dict[str, Any] | None 
     with _run_settings(cfg):
         seed_everything(cfg.seed)
         model.to(device)
-        return _fit(model, cache, cfg, callbacks, device)
+        return _fit(model, cache, cfg, callbacks, device, system)
 
 
-def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: torch.device) -> TrainResult:
+def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: torch.device, system) -> TrainResult:
+    from ctrbench.cubicml.execution import autocast_dtype, data_parallel, prefetched, rank_and_world
+
     optimizers = make_optimizers(model, cfg)
-    loader = BatchLoader(cache, "train", cfg.batch_size, shuffle=True, seed=cfg.seed, max_rows=cfg.max_train_rows)
+    rank, world = rank_and_world()
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch_size {cfg.batch_size} does not split into {world} processes", path="train.batch_size")
+    forward, amp = data_parallel(model), autocast_dtype(system)
+    ahead = system.prefetch if system is not None else 0
+    loader = BatchLoader(cache, "train", cfg.batch_size // world, shuffle=True, seed=cfg.seed,
+                         max_rows=cfg.max_train_rows, rank=rank, world_size=world)
     result = TrainResult(status="ok")
     best_value, best_state, bad_evals, step = None, None, 0, 0
     started = time.perf_counter()
@@ -340,10 +360,10 @@ def _fit(model: CTRModel, cache: Cache, cfg: TrainConfig, callbacks, device: tor
             model.train()
             loss_sum = torch.zeros((), dtype=torch.float64)
             done, n_since, stop = 0, 0, False
-            for batch in loader:
+            for batch in prefetched(loader, ahead):
                 step += 1
                 batch = batch.to(device)
-                loss_value = float(training_step(model, batch, optimizers, cfg))
+                loss_value = float(training_step(model, batch, optimizers, cfg, forward=forward, autocast_dtype=amp))
                 if not math.isfinite(loss_value):  # the step is taken; its weights are never kept (status nan)
                     raise NonFiniteLoss(step, "the training loss")
                 loss_sum += loss_value

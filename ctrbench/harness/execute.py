@@ -49,6 +49,8 @@ def _backends(model, ran: dict[str, str]) -> dict[str, str]:
 def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord | None = None) -> RunRecord:
     """Execute `run` and return its record (status ok | nan | failed). `record` (a claimed "running" row)
     keeps its identity fields; `callbacks` go to `fit` (progress bars)."""
+    from ctrbench.cubicml.execution import kernel_backend, rank_and_world
+    from ctrbench.cubicml.system import protocol_of, run_knobs
     from ctrbench.data.api import open_dataset
     from ctrbench.kernels.backend import record_backends
     from ctrbench.measure import environment, measure_cost
@@ -61,7 +63,12 @@ def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord 
     torch.set_grad_enabled(True)  # whatever an earlier run (or an interrupt inside one) left in this process
     try:
         cfg = TrainConfig(**run.train)
-        with torch_threads(cfg.threads):
+        knobs = run_knobs(run.system)
+        if knobs.world_size > 1 and rank_and_world()[1] == 1:  # start the DDP processes; each executes this run
+            from ctrbench.cubicml.ddp import launch
+
+            return launch(run, rec, world_size=knobs.world_size, threads=cfg.threads, data_root=data_root)
+        with torch_threads(cfg.threads), kernel_backend(knobs):
             rec.threads = torch.get_num_threads()
             cache = open_dataset(run.dataset, run.source, rows=run.rows, seed=run.data_seed, data_root=data_root,
                                  twin=run.twin)
@@ -76,7 +83,7 @@ def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord 
             }
             model = build_model(run.model, cache.spec, cache.vocab_sizes, run.params, model_tables(cache), seed=run.seed)
             with record_backends() as ran:
-                result = fit(model, cache, cfg, callbacks)
+                result = fit(model, cache, cfg, callbacks, system=knobs)
             rec.status, rec.error, rec.nan_step = result.status, result.error, result.nan_step
             rec.epochs_run, rec.best_epoch, rec.train_seconds = result.epochs_run, result.best_epoch, result.train_seconds
             rec.history, rec.valid, rec.test = result.history, dict(result.valid), dict(result.test)
@@ -89,10 +96,15 @@ def execute_run(run: RunSpec, data_root=None, callbacks=None, record: RunRecord 
                 setattr(rec, f"oracle_{k}", _num(rec.oracle_test.get(f"oracle_{k}", rec.oracle_test.get(k))))
             param = next(model.parameters())
             rec.device, rec.dtype = str(param.device), str(param.dtype).removeprefix("torch.")
+            if knobs.dtype != "fp32":
+                rec.dtype = f"{knobs.dtype}-autocast"  # parameters stay fp32; forward and loss ran in bf16
+            rec.world_size = rank_and_world()[1]
+            rec.extra["system"] = knobs.model_dump()
             rec.backend = _backends(model, ran)
             if result.status in ("ok", "nan"):  # a NaN model still has a size and a speed
-                cost = measure_cost(model, cache, cfg.batch_size, train=cfg,
-                                    warmup=run.system.get("measure_warmup", 3), steps=run.system.get("measure_steps", 10))
+                cost = measure_cost(model, cache, cfg.batch_size, train=cfg, warmup=run.system.get("measure_warmup", 3),
+                                    steps=run.system.get("measure_steps", 10), system=knobs,
+                                    protocol=protocol_of(run.system))
                 for k in COST:
                     setattr(rec, k, cost.get(k))
                 rec.params = int(cost["params"]) if cost.get("params") is not None else None

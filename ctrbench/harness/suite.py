@@ -16,6 +16,7 @@ the model's own `Params`, train settings by `TrainConfig`, searcher options by t
     overrides:
       - {datasets: [amazonelectronics_x1], train: {batch_size: 512}}
     measure: {warmup: 3, steps: 10}      # cost measurement after training (a system knob: part of run identity)
+                                         # (precision: 0.03 times on until the median is known within ±3%)
     reference:                           # optional published numbers, printed beside real-data runs
       source: "Paper, Table 2"
       values: {dcnv2: {criteo_x1: {auc: 0.8142, logloss: 0.4380}}}   # entry -> dataset -> metric -> value
@@ -25,6 +26,9 @@ the model's own `Params`, train settings by `TrainConfig`, searcher options by t
 `twin:` (in defaults.dataset or a dataset, whose keys override the defaults' one by one; synthetic only) sets
 the twin generator's card_ratio, kappa, auc_margin and shares (signal part -> variance share, replacing the
 twin's default shares; the parts are synthetic.KNOBS[name].shares' keys): part of the run identity.
+
+`system:` (in defaults, an override or an entry; `grid: {system.world_size: [1, 2]}` too) sets how a run executes:
+threads, batch size, backends, embedding gradients, dtype, DDP world size, prefetch (ctrbench.cubicml.system).
 """
 from __future__ import annotations
 
@@ -85,6 +89,7 @@ class DatasetEntry(Strict):
 
 class Defaults(Strict):
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields for every run
+    system: dict[str, Any] = Field(default_factory=dict)  # system knobs (ctrbench.cubicml.system.SystemKnobs)
     dataset: DatasetDefaults = Field(default_factory=DatasetDefaults)
 
 
@@ -96,9 +101,10 @@ class Entry(Strict):
     search: dict[str, Any] = Field(default_factory=dict)  # kind searcher: the searcher's Params
     params: dict[str, Any] = Field(default_factory=dict)  # the model's Params (searcher: fixed for all candidates)
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig overrides
+    system: dict[str, Any] = Field(default_factory=dict)  # system knobs (ctrbench.cubicml.system.SystemKnobs)
     datasets: Optional[list[str]] = None  # a subset of the suite's datasets (None = all)
     seeds: Optional[list[NonNegativeInt]] = None  # None = the suite's seeds
-    grid: dict[str, list[Any]] = Field(default_factory=dict)  # "params.X" / "train.Y" -> values (product)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)  # "params.X" / "train.Y" / "system.Z" -> values
 
 
 class Override(Strict):
@@ -109,13 +115,16 @@ class Override(Strict):
     models: Optional[list[str]] = None
     params: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    system: dict[str, Any] = Field(default_factory=dict)
 
 
 class MeasureSettings(Strict):
     """How each run's cost is measured after training (ctrbench.measure.measure_cost)."""
 
     warmup: NonNegativeInt = 3  # untimed steps
-    steps: PositiveInt = 10  # timed steps (median and p90 over these)
+    steps: PositiveInt = 10  # timed steps (median and p90 over these); with `precision`, the least timed steps
+    precision: Optional[float] = Field(None, gt=0, lt=1)  # time on until the median's 95% CI is within ± this share
+    max_steps: Optional[PositiveInt] = None  # with `precision`: the cap on timed steps (None = 20 x steps)
 
 
 REFERENCE_METRICS = ("auc", "gauc", "logloss", "ne", "params")
@@ -466,6 +475,28 @@ def _validate_train(TrainConfig, train: dict, src: SourceMap, key_loc: Callable[
         raise pydantic_error(exc, TrainConfig, src, origin=lambda l: key_loc(l[0]) + tuple(l[1:]) if l else key_loc(key)) from None
 
 
+def _resolve_system(knobs: dict, train: dict, params: dict, src: SourceMap,
+                    locs: dict[str, Callable[[str], tuple]]) -> tuple[dict, dict, dict]:
+    """ctrbench.cubicml.system.resolve_system with each bad or conflicting knob a ConfigError at its YAML path."""
+    from ctrbench.cubicml.system import KnobError, SystemKnobs, resolve_system
+
+    if not knobs:
+        return train, params, {}
+    try:
+        validated = SystemKnobs(**knobs)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        key = e["loc"][0] if e["loc"] else ""
+        if e["type"] == "extra_forbidden":
+            raise src.error(f"unknown system knob {key!r}; valid: {', '.join(SystemKnobs.model_fields)}",
+                            locs["system"](key)) from None
+        raise pydantic_error(exc, SystemKnobs, src, origin=lambda l: locs["system"](l[0]) + tuple(l[1:])) from None
+    try:
+        return resolve_system(validated, train, params)
+    except KnobError as exc:
+        raise src.error(str(exc), locs[exc.section](exc.key)) from None
+
+
 def _layers_loc(layers: list[tuple[tuple, dict]]) -> Callable[[str], tuple]:
     """For a key, the YAML path of the last layer that set it (entry beats overrides beats defaults)."""
     def loc(key: str) -> tuple:
@@ -477,25 +508,26 @@ def _layers_loc(layers: list[tuple[tuple, dict]]) -> Callable[[str], tuple]:
     return loc
 
 
-def _grid_points(entry: Entry, i: int, src: SourceMap) -> list[tuple[str, dict, dict]]:
-    """(name, params, train) per point of the entry's grid (one point when there is no grid)."""
+def _grid_points(entry: Entry, i: int, src: SourceMap) -> list[tuple[str, dict, dict, dict]]:
+    """(name, params, train, system) per point of the entry's grid (one point when there is no grid)."""
     if not entry.grid:
-        return [(entry.name, {}, {})]
+        return [(entry.name, {}, {}, {})]
     keys = list(entry.grid)
     for k in keys:
         section, _, knob = k.partition(".")
-        if section not in ("params", "train") or not knob:
-            raise src.error(f"grid key {k!r} must be 'params.<name>' or 'train.<name>'", ("entries", i, "grid", k))
+        if section not in ("params", "train", "system") or not knob:
+            raise src.error(f"grid key {k!r} must be 'params.<name>', 'train.<name>' or 'system.<name>'",
+                            ("entries", i, "grid", k))
         if not entry.grid[k]:
             raise src.error(f"grid {k!r} has no values", ("entries", i, "grid", k))
     out = []
     for values in itertools.product(*(entry.grid[k] for k in keys)):
-        params, train = {}, {}
+        sections: dict[str, dict] = {"params": {}, "train": {}, "system": {}}
         for k, v in zip(keys, values):
             section, _, knob = k.partition(".")
-            (params if section == "params" else train)[knob] = v
+            sections[section][knob] = v
         tag = ",".join(f"{k.partition('.')[2]}={canonical_json(v)}" for k, v in zip(keys, values))
-        out.append((f"{entry.name}[{tag}]", params, train))
+        out.append((f"{entry.name}[{tag}]", sections["params"], sections["train"], sections["system"]))
     return out
 
 
@@ -546,6 +578,9 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None,
 
     TrainConfig = reg.train_config()
     system = {"measure_warmup": sf.measure.warmup, "measure_steps": sf.measure.steps}
+    if sf.measure.precision is not None:  # only when set: suites without it keep their run identities
+        system |= {"measure_precision": sf.measure.precision,
+                   "measure_max_steps": sf.measure.max_steps or 20 * sf.measure.steps}
     runs: list[RunSpec] = []
     searches: list[SearchSpec] = []
     expanded_names: list[str] = []
@@ -595,23 +630,30 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None,
                 raise src.error(f"dataset {n!r} is not in this suite's datasets; valid: {', '.join(by_name)}",
                                 eloc + ("datasets", k))
         seeds = e.seeds if e.seeds is not None else sf.seeds
-        for name, gparams, gtrain in _grid_points(e, i, src):
+        for name, gparams, gtrain, gsystem in _grid_points(e, i, src):
             expanded_names.append(name)
             for dname in ds_names:
                 ds = by_name[dname]
                 param_layers: list[tuple[tuple, dict]] = []
                 train_layers: list[tuple[tuple, dict]] = [(("defaults", "train"), sf.defaults.train)]
+                system_layers: list[tuple[tuple, dict]] = [(("defaults", "system"), sf.defaults.system)]
                 for j, o in enumerate(sf.overrides):
                     if ((o.datasets is None or dname in o.datasets) and (o.entries is None or e.name in o.entries)
                             and (o.models is None or model_name in o.models)):
                         param_layers.append((("overrides", j, "params"), o.params))
                         train_layers.append((("overrides", j, "train"), o.train))
+                        system_layers.append((("overrides", j, "system"), o.system))
                 param_layers += [(eloc + ("params",), e.params), (eloc + ("grid",), {f"params.{k}": v for k, v in gparams.items()})]
                 train_layers += [(eloc + ("train",), e.train), (eloc + ("grid",), {f"train.{k}": v for k, v in gtrain.items()})]
+                system_layers += [(eloc + ("system",), e.system), (eloc + ("grid",), {})]
                 params = {k: v for _, d in param_layers[:-1] for k, v in d.items()} | gparams
                 train = {k: v for _, d in train_layers[:-1] for k, v in d.items()} | gtrain
                 ploc = _grid_aware(_layers_loc(param_layers[:-1]), "params", gparams, eloc)
                 tloc = _grid_aware(_layers_loc(train_layers[:-1]), "train", gtrain, eloc)
+                sloc = _grid_aware(_layers_loc(system_layers[:-1]), "system", gsystem, eloc)
+                knobs = {k: v for _, d in system_layers[:-1] for k, v in d.items()} | gsystem
+                train, params, run_system = _resolve_system(knobs, train, params, src,
+                                                            {"system": sloc, "train": tloc, "params": ploc})
                 for seed in seeds:
                     rtrain = _validate_train(TrainConfig, {**train, "seed": seed}, src, tloc)
                     if rtrain.get("monitor") == "gauc" and getattr(reg.dataset_spec(dname), "group_id", "") is None:
@@ -623,14 +665,14 @@ def load_suite(path: str | os.PathLike, registries: Registries | None = None,
                         runs.append(RunSpec(
                             suite=sf.name, entry=name, model=model_name, params=rparams, train=rtrain,
                             dataset=ds.name, source=ds.source, rows=ds.rows, data_seed=ds.data_seed, seed=seed,
-                            system=system, twin=ds.twin,
+                            system=system | run_system, twin=ds.twin,
                         ))
                     else:
                         _validate_params(model_cls, model_name, params, src, ploc)  # the fixed part alone is valid
                         searches.append(SearchSpec(
                             suite=sf.name, entry=name, searcher=e.searcher, options=options.model_dump(mode="json"),
                             model=model_name, params=params, train=train, dataset=ds, seed=seed,
-                            system=search_system,
+                            system=search_system | run_system,
                             loc=eloc,
                         ))
     for entry, per_ds in sf.reference.values.items():

@@ -32,6 +32,7 @@ from ctrbench.runs.store import RunStore
 from ctrbench.search.dnas.aggregate import RULES, Rule
 from ctrbench.search.dnas.distributed import (DistDNASConfig, Ray, aggregated_points, projected_seconds, run_days,
                                               run_pooled)
+from ctrbench.search.dnas.search import DNASConfig
 from ctrbench.search.registry import get_space
 
 
@@ -44,7 +45,8 @@ class StudyConfig(BaseModel):
     day_rows: PositiveInt | None = None
     valid_fraction: float = Field(0.2, gt=0, lt=1)
     space: dict = Field(default_factory=dict)
-    dnas: dict = Field(default_factory=dict, description="DNASConfig fields of each day's search")
+    dnas: DNASConfig = Field(default_factory=DNASConfig, description="each day's search (its cost_coefficient: "
+                             "the sweep's)")
     rule: Rule = Field("mean_probabilities", description="the rule of the main result (every rule is reported)")
     sweep: list[float] = Field(min_length=1, description="cost coefficients; the first is the main search's")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="retrain seeds of the main search's points")
@@ -64,8 +66,8 @@ def load_study(path: str) -> tuple[StudyConfig, Path]:
 
 class Study:
     def __init__(self, cfg: StudyConfig, folder: Path, store: RunStore, out: Path, *, workers: int, address,
-                 retries: int, command: str):
-        self.cfg, self.store, self.out, self.command = cfg, store, out, command
+                 retries: int, command: str, data_root=None):
+        self.cfg, self.store, self.out, self.command, self.data_root = cfg, store, out, command, data_root
         self.suite = load_suite(folder / cfg.suite)
         if len(self.suite.datasets) != 1:
             raise ConfigError("the DistDNAS suite names one dataset (the twin with days)", file=self.suite.path)
@@ -80,7 +82,7 @@ class Study:
         try:
             return DistDNASConfig(data={"dataset": d.name, "source": d.source, "rows": d.rows, "data_seed": d.data_seed,
                                         "days": c.days, "day_rows": c.day_rows, "valid_fraction": c.valid_fraction},
-                                  space=c.space, dnas={**c.dnas, "cost_coefficient": coefficient})
+                                  space=c.space, dnas=c.dnas.model_copy(update={"cost_coefficient": coefficient}))
         except ValidationError as exc:
             raise ConfigError(f"the DistDNAS settings: {exc}") from None
 
@@ -90,7 +92,8 @@ class Study:
         points = {}
         with Ray(workers=self.workers, address=self.address) as ray:
             for coef in self.cfg.sweep:
-                run = run_days(self.search_config(coef), self.store, ray_session=ray, retries=self.retries)
+                run = run_days(self.search_config(coef), self.store, ray_session=ray, retries=self.retries,
+                               data_root=self.data_root)
                 t0 = time.perf_counter()
                 points[coef] = aggregated_points(self.space, run.results)
                 self.timing.append({"coefficient": coef, "days": len(run.results), "ran_now": len(run.ran),
@@ -100,7 +103,7 @@ class Study:
                                     "search_seconds": {d: r["metrics"]["search_seconds"]
                                                        for d, r in run.results.items()},
                                     "day_points": {d: r["point"] for d, r in run.results.items()}})
-        pooled = run_pooled(self.search_config(self.cfg.sweep[0]), self.store)
+        pooled = run_pooled(self.search_config(self.cfg.sweep[0]), self.store, data_root=self.data_root)
         return points, pooled
 
     # --- retrains and the zoo ----------------------------------------------------------------------------------
@@ -128,7 +131,7 @@ class Study:
                 runs.append(((h, s), dataclasses.replace(run, seed=s, train={**run.train, "seed": s}, kind="model",
                                                          search_id=None, candidate_index=None)))
         ex = make_executor("ray" if self.address else "process", self.store, workers=self.workers,
-                           address=self.address, command=self.command)
+                           address=self.address, command=self.command, data_root=self.data_root)
         try:
             records = ex.run([r for _, r in runs])
         finally:
@@ -225,6 +228,8 @@ def main(argv=None) -> int:
     ap.add_argument("--retries", type=int, default=2, help="Ray retries of a failed or killed day task")
     ap.add_argument("--store", default=None, help="run store (default: OUT/runs.db)")
     ap.add_argument("--out", default="results/distdnas", help="results folder")
+    ap.add_argument("--data-root", default=None, help="where the twins live (default: $CTRBENCH_DATA_ROOT, else "
+                    "~/.cache/ctrbench)")
     args = ap.parse_args(argv)
     command = "python -m ctrbench.search.distdnas " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     try:
@@ -233,13 +238,13 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         store = RunStore(args.store or out / "runs.db")
         study = Study(cfg, folder, store, out, workers=args.workers, address=args.address, retries=args.retries,
-                      command=command)
+                      command=command, data_root=args.data_root)
         t0 = time.perf_counter()
         points, pooled = study.searches()
         labelled = study.labelled_points(points, pooled)
         retrained = study.retrain(labelled)
         zoo = run_suite(study.suite, store, executor="ray" if args.address else "process", workers=args.workers,
-                        address=args.address, command=command)
+                        address=args.address, data_root=args.data_root, command=command)
         models = collect(study.space, labelled, retrained, zoo.records)
         models.to_csv(out / "models.csv", index=False)
         summary = summarise(models)

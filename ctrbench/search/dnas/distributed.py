@@ -160,6 +160,10 @@ def run_days(cfg: DistDNASConfig, store: RunStore, *, ray_session: Ray, retries:
     result as it arrives. DistDNASError after the others are stored when some day failed every try."""
     import ray
 
+    from ctrbench.data.api import open_dataset
+
+    d = cfg.data  # built here (once) if missing, so that no two workers build the same twin
+    open_dataset(d.dataset, d.source, rows=d.rows, seed=d.data_seed, data_root=data_root)
     sid = search_id(cfg.day_identity())
     store.put_search(sid, suite="distdnas", entry="days", searcher="distdnas", dataset=cfg.data.dataset,
                      seed=cfg.dnas.seed, status="running", config=cfg.day_identity())

@@ -94,7 +94,9 @@ def export(store: str | os.PathLike, out: str | os.PathLike, suite: str | None =
         table = lookup_table(group)
         table.to_csv(out / name, index=False)
         written[name] = len(table)
-        agreement.append(seed_rank_agreement(group).assign(space=space, dataset=dataset))
+        pairs = seed_rank_agreement(group)
+        if len(pairs):
+            agreement.append(pairs.assign(space=space, dataset=dataset))
     if agreement:
         frame = pd.concat(agreement, ignore_index=True)
         frame[["space", "dataset", *frame.columns[:-2]]].to_csv(out / "seed_agreement.csv", index=False)

@@ -5,13 +5,14 @@ judged on the test AUC of its incumbent (best validation AUC so far): regret = t
 incumbent's. The automl searcher's "real" low-fidelity evaluation is the lookup itself.
 Writes lookup_regret.csv (every searcher x seed x trial), lookup_summary.csv and lookup_regret.png to --out.
 
-    python suites/automl/lookup_compare.py --table results/nasbench/nasrec_small_criteo_x1.csv --seeds 20 --budget 40
+    python suites/automl/lookup_compare.py --table results/nasbench/nasrec_small_criteo_x1.csv --seeds 20 --workers 4
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,43 +36,57 @@ def searchers(args, space: dict) -> dict[str, dict]:
     }
 
 
+def search_rows(job: tuple) -> list[dict]:
+    """One search (searcher name, its options, seed) on the table: its incumbent and regret after each trial."""
+    name, opts, seed, table_path = job
+    torch.set_num_threads(1)
+    table = read_table(table_path, "auc")
+    best_test = max(row["auc"] for row in table.values())
+    cls = get_searcher_class(name)
+    searcher = cls(cls.Params(**opts, seed=seed))
+    evaluate = LookupEvaluator(searcher.space, table, "auc")
+    evaluate.kinds = ("lookup",)
+    history = run_search(searcher, evaluate).history
+    values = [e.value if e.status == "ok" else None for e in history]
+    rows = []
+    for t, i in enumerate(incumbents(values, higher_is_better=True), start=1):
+        inc = history[i] if i is not None else None
+        test = inc.metrics["auc"] if inc is not None else np.nan
+        rows.append({"searcher": name, "seed": seed, "trial": t,
+                     "point_hash": searcher.space.hash(inc.candidate.point) if inc else "",
+                     "incumbent_valid_auc": values[i] if inc else np.nan, "incumbent_test_auc": test,
+                     "regret": best_test - test})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--table", default="results/nasbench/nasrec_small_criteo_x1.csv")
     ap.add_argument("--space", default="nasrec_small")
     ap.add_argument("--scale", type=float, default=0.125)
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--budget", type=int, default=40)
+    ap.add_argument("--budget", type=int, default=30)
     ap.add_argument("--initial", type=int, default=10, help="automl's first round and TPE's random startup trials")
     ap.add_argument("--per-round", type=int, default=5)
-    ap.add_argument("--policy-steps", type=int, default=150)
-    ap.add_argument("--predictor-epochs", type=int, default=150)
+    ap.add_argument("--policy-steps", type=int, default=50)
+    ap.add_argument("--predictor-epochs", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=1, help="searches run in parallel processes")
     ap.add_argument("--out", default="results/automl")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     t0 = time.time()
     out = Path(args.out)
     space = {"space": "bench_table", "space_options": {"space": args.space, "table": args.table,
                                                         "space_options": {"scale": args.scale}}}
     table = read_table(args.table, "auc")
     best_test = max(row["auc"] for row in table.values())
+    jobs = [(name, opts, seed, args.table) for name, opts in searchers(args, space).items()
+            for seed in range(args.seeds)]
     rows = []
-    for name, opts in searchers(args, space).items():
-        cls = get_searcher_class(name)
-        for seed in range(args.seeds):
-            searcher = cls(cls.Params(**opts, seed=seed))
-            evaluate = LookupEvaluator(searcher.space, table, "auc")
-            evaluate.kinds = ("lookup",)
-            history = run_search(searcher, evaluate).history
-            values = [e.value if e.status == "ok" else None for e in history]
-            for t, i in enumerate(incumbents(values, higher_is_better=True), start=1):
-                inc = history[i] if i is not None else None
-                test = inc.metrics["auc"] if inc is not None else np.nan
-                rows.append({"searcher": name, "seed": seed, "trial": t,
-                             "point_hash": searcher.space.hash(inc.candidate.point) if inc else "",
-                             "incumbent_valid_auc": values[i] if inc else np.nan, "incumbent_test_auc": test,
-                             "regret": best_test - test})
-            print(f"{name} seed {seed}: final regret {rows[-1]['regret']:.5f} ({time.time() - t0:.0f} s)", flush=True)
+    with ProcessPoolExecutor(args.workers) as pool:
+        for job, done in zip(jobs, pool.map(search_rows, jobs)):
+            rows += done
+            print(f"{job[0]} seed {job[2]}: {len(done)} trials, final regret {done[-1]['regret']:.5f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "lookup_regret.csv", index=False)
     checkpoints = sorted({10, 20, args.budget} & set(range(1, args.budget + 1)))

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from ctrbench.search.distdnas import main
+from ctrbench.search.dnas.aggregate import RULES
 
 SUITE = """name: distdnas_tiny
 defaults:
@@ -30,6 +31,7 @@ sweep: [0.01, 1.0]
 seeds: [0, 1]
 sweep_seeds: [0]
 project_workers: [1, 2]
+search_seeds: [0, 1]
 """
 
 
@@ -41,20 +43,25 @@ def test_study_writes_every_table_and_resumes(tmp_path, capsys):
     out = tmp_path / "out"
     models = pd.read_csv(out / "models.csv")
     assert set(models["family"]) == {"distdnas", "pooled", "zoo"} and set(models["status"]) == {"ok"}
-    assert len(models[models["name"] == "distdnas_mean_probabilities_c0.01"]) == 2  # two retrain seeds
+    ours = models[models["method"] == "distdnas_mean_probabilities_c0.01"]
+    assert sorted(zip(ours["search_seed"], ours["seed"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert (models["flops"] > 0).all()
     walls = pd.read_csv(out / "wall_times.csv")
-    assert list(walls["coefficient"]) == [0.01, 1.0] and list(walls["ran_now"]) == [2, 2]
+    assert list(walls["coefficient"]) == [0.01, 1.0] * 2 and list(walls["ran_now"]) == [2] * 4
+    assert walls["pooled_seconds"].notna().tolist() == [True, False, True, False]  # per search seed, main λ
     assert (walls["projected_1_workers"] >= walls["projected_2_workers"]).all()
-    assert len(pd.read_csv(out / "day_tasks.csv")) == 4
+    assert len(pd.read_csv(out / "day_tasks.csv")) == 8
     sweep = pd.read_csv(out / "sweep.csv")
-    assert list(sweep["coefficient"]) == [0.01, 1.0] and sweep["ne_mean"].notna().all()
+    assert list(sweep["coefficient"]) == [0.01, 1.0] * 2 and sweep["ne_mean"].notna().all()
     result = json.loads((out / "result.json").read_text())
-    assert result["claim"]["best_zoo"] == "DLRM" and result["claim"]["paired_seeds"] == [0, 1]
+    claim = result["claims"]["distdnas_mean_probabilities_c0.01"]
+    assert claim["best_zoo"] == "DLRM" and claim["pairs"] == 4 and set(claim["delta_auc_per_search_seed"]) == {"0", "1"}
+    assert set(result["claims"]) == {f"distdnas_{r}_c0.01" for r in RULES} | {"pooled_c0.01"}
     assert (out / "ne_vs_flops.png").stat().st_size > 0
     # a rerun searches no day again and trains nothing again: the same records come back from the store
     assert main(argv) == 0
-    assert list(pd.read_csv(out / "wall_times.csv")["ran_now"]) == [0, 0]
+    walls_again = pd.read_csv(out / "wall_times.csv")
+    assert list(walls_again["ran_now"]) == [0] * 4 and walls_again["measured_wall_seconds"].notna().all()
     pd.testing.assert_frame_equal(pd.read_csv(out / "models.csv"), models)
 
 

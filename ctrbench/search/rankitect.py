@@ -332,6 +332,9 @@ def verdict(points: pd.DataFrame, families=("sampling", "one-shot", "dnas")) -> 
     rows, matched = [], []
     for fam in families:
         pts = points[points["family"] == fam]
+        if pts.empty:  # no finished search of this family: no verdict, rather than a false "does not dominate"
+            rows.append({"family": fam, "points": 0, "front_points": 0})
+            continue
         seeds = [pareto(g) for _, g in pts.groupby("seed")]
         front = pareto(pts)
         rows.append({"family": fam, "points": len(pts), "front_points": len(front),
@@ -401,6 +404,7 @@ def write_results(cfg, suite, store, space, out: Path, provenance: str) -> dict:
                         for f in ("sampling", "one-shot", "dnas", "engineers")], ignore_index=True)
     fronts.to_csv(out / "fronts.csv", index=False)
     summary, matched = verdict(points)
+    summary = summary.astype(object).where(summary.notna(), "not run")
     plot(points, out / "pareto.png", provenance)
     budget = pd.DataFrame(summaries)[["family", "seed", "spent_te", "wall_seconds"]] if summaries else pd.DataFrame()
     shown = fronts[["front", "method", "seed", "name", "flops", "ne", "auc"]]

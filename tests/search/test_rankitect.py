@@ -52,7 +52,9 @@ def test_verdict_counts_seeds_and_matches_flops():
                  ("dnas", "dnas", 0, "p", 90, 0.79), ("dnas", "dnas", 0, "q", 300, 0.77),
                  ("dnas", "dnas", 1, "r", 500, 0.81),
                  ("sampling", "random", 0, "z", 1000, 0.9)])
-    summary, matched = verdict(pts, families=("dnas", "sampling"))
+    summary, matched = verdict(pts, families=("dnas", "sampling", "one-shot"))
+    assert summary.set_index("family").loc["one-shot", "points"] == 0
+    assert pd.isna(summary.set_index("family").loc["one-shot", "dominates_engineers_grid"])  # no verdict
     dnas = summary.set_index("family").loc["dnas"]
     assert bool(dnas["dominates_engineers_grid"]) and dnas["seeds_dominating_grid"] == "1/2"
     assert bool(dnas["dominates_engineers_tuned"]) and not bool(dnas["engineers_grid_dominates_it"])

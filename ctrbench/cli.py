@@ -10,7 +10,8 @@ import sys
 
 from ctrbench.errors import CtrbenchError
 
-COMMAND_MODULES = ("ctrbench.data.cli", "ctrbench.kernels_cli", "ctrbench.harness.cli", "ctrbench.search.cli")
+COMMAND_MODULES = ("ctrbench.data.cli", "ctrbench.kernels_cli", "ctrbench.harness.cli", "ctrbench.search.cli",
+                   "ctrbench.cubicml.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

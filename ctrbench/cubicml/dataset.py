@@ -91,8 +91,10 @@ def _gradients(train: dict) -> str:
 
 
 def noise_group(rec: RunRecord) -> str:
-    """The hash of the run's identity without system.repeat: the same config measured again shares it."""
+    """The hash of the run's identity without system.repeat and the entry name (a grid over system.repeat names
+    each point apart): the same config measured again shares it."""
     ident = rec.spec.identity()
+    ident.pop("entry")
     ident["system"] = {k: v for k, v in ident["system"].items() if k != "repeat"}
     return hashlib.sha256(canonical_json(ident).encode()).hexdigest()[:16]
 

@@ -194,7 +194,8 @@ class Stages:
         path = self.out / "stages" / f"dnas_s{seed}.json"
         t0 = time.perf_counter()
         search = NASRecDNASSearch(self.cache, self.space, dcfg, self.template.params, self.recipe)
-        if path.exists():
+        fresh = not path.exists()  # a resumed search's seconds are in its saved result, not in this wall time
+        if not fresh:
             saved = json.loads(path.read_text())
             search_seconds = saved["search_seconds"]
             search.model.alpha.load_state_dict({k: torch.tensor(v) for k, v in saved["raw_logits"].items()})
@@ -216,7 +217,7 @@ class Stages:
         arch = sum(1 for s in range(1, dcfg.steps + 1) if s > dcfg.warmup_steps and
                    (s - dcfg.warmup_steps) % dcfg.arch_every == 0)
         samples = (dcfg.steps + arch) * dcfg.batch_size + len(batch) * self.te_samples
-        wall = search_seconds + (time.perf_counter() - t0)
+        wall = time.perf_counter() - t0 + (0.0 if fresh else search_seconds)
         return self._finish(spec, "dnas", seed, samples, wall, best, log_probabilities=[
             search.model.log_probability(p) for p in points])
 

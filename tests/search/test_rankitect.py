@@ -83,7 +83,8 @@ def test_config_errors_name_the_yaml_path(tmp_path):
     good = (tmp_path / "good.yaml")
     text = open("suites/rankitect_search.yaml").read()
     assert load_config("suites/rankitect_search.yaml").budget_te == 4
-    good.write_text(text.replace("  top_k: 2\n  samples: 64", "  top_k: 0\n  samples: 64"))
+    dnas_top_k = text.index("  top_k:", text.index("dnas:"))
+    good.write_text(text[:dnas_top_k] + "  top_k: 0\n" + text[text.index("\n", dnas_top_k) + 1:])
     with pytest.raises(ConfigError, match=r"good.yaml:\d+ at dnas.top_k"):
         load_config(good)
     good.write_text(text.replace("    cost_form: log", "    cost_form: log\n    seed: 3"))

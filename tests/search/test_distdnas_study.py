@@ -16,7 +16,7 @@ defaults:
   dataset: {source: synthetic, rows: 2400}
 datasets:
   - {name: criteo_terabyte}
-seeds: [0, 1]
+seeds: [0]
 measure: {warmup: 1, steps: 1}
 entries:
   - {name: DLRM, model: dlrm, params: {embedding_dim: 8, bottom_mlp_units: [8], top_mlp_units: [8]}}
@@ -28,7 +28,7 @@ valid_fraction: 0.25
 space: {num_blocks: 1, dense_dim: 8, embedding_dim: 8, sparse_ops: [efc, skip]}
 dnas: {steps: 3, batch_size: 16}
 sweep: [0.01, 1.0]
-seeds: [0, 1]
+seeds: [0]
 sweep_seeds: [0]
 project_workers: [1, 2]
 search_seeds: [0, 1]
@@ -44,7 +44,7 @@ def test_study_writes_every_table_and_resumes(tmp_path, capsys):
     models = pd.read_csv(out / "models.csv")
     assert set(models["family"]) == {"distdnas", "pooled", "zoo"} and set(models["status"]) == {"ok"}
     ours = models[models["method"] == "distdnas_mean_probabilities_c0.01"]
-    assert sorted(zip(ours["search_seed"], ours["seed"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted(zip(ours["search_seed"], ours["seed"])) == [(0, 0), (1, 0)]  # search seed x retrain seed
     assert (models["flops"] > 0).all()
     walls = pd.read_csv(out / "wall_times.csv")
     assert list(walls["coefficient"]) == [0.01, 1.0] * 2 and list(walls["ran_now"]) == [2] * 4
@@ -55,7 +55,7 @@ def test_study_writes_every_table_and_resumes(tmp_path, capsys):
     assert list(sweep["coefficient"]) == [0.01, 1.0] * 2 and sweep["ne_mean"].notna().all()
     result = json.loads((out / "result.json").read_text())
     claim = result["claims"]["distdnas_mean_probabilities_c0.01"]
-    assert claim["best_zoo"] == "DLRM" and claim["pairs"] == 4 and set(claim["delta_auc_per_search_seed"]) == {"0", "1"}
+    assert claim["best_zoo"] == "DLRM" and claim["pairs"] == 2 and set(claim["delta_auc_per_search_seed"]) == {"0", "1"}
     assert set(result["claims"]) == {f"distdnas_{r}_c0.01" for r in RULES} | {"pooled_c0.01"}
     assert (out / "ne_vs_flops.png").stat().st_size > 0
     # a rerun searches no day again and trains nothing again: the same records come back from the store

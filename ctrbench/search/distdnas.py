@@ -256,7 +256,7 @@ def main(argv=None) -> int:
     ap.add_argument("--address", help="join this Ray cluster (default: a local Ray with --workers CPUs)")
     ap.add_argument("--workers", type=int, default=2, help="local Ray CPUs / process workers (default 2)")
     ap.add_argument("--retries", type=int, default=2, help="Ray retries of a failed or killed day task")
-    ap.add_argument("--store", default=None, help="run store (default: OUT/runs.db)")
+    ap.add_argument("--store", default=None, help="run store (default: OUT/runs.sqlite)")
     ap.add_argument("--out", default="results/distdnas", help="results folder")
     ap.add_argument("--data-root", default=None, help="where the twins live (default: $CTRBENCH_DATA_ROOT, else "
                     "~/.cache/ctrbench)")
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
         cfg, folder = load_study(args.config)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        store = RunStore(args.store or out / "runs.db")
+        store = RunStore(args.store or out / "runs.sqlite")
         study = Study(cfg, folder, store, out, workers=args.workers, address=args.address, retries=args.retries,
                       command=command, data_root=args.data_root)
         t0 = time.perf_counter()

@@ -162,7 +162,7 @@ def test_a_lookup_search_without_its_table_is_a_located_config_error(tmp_path, e
     assert err.value.path == where and str(err.value.file).endswith("s.yaml:6")
 
 
-@pytest.mark.parametrize("kind, message", [("proxy", "no evaluator for evaluation 'proxy'"),
+@pytest.mark.parametrize("kind, message", [("proxy", "needs objects a suite cannot name"),
                                            ("inherit", "needs objects a suite cannot name")])
 def test_kinds_a_suite_cannot_evaluate_are_located_config_errors(tmp_path, kind, message):
     (tmp_path / "s.yaml").write_text((LOOKUP % "").replace("evaluation: lookup", f"evaluation: {kind}"))

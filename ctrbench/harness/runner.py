@@ -122,16 +122,22 @@ def _worker_exit(signum, frame) -> None:
 
 
 def _worker_run(spec_d: dict, store_path: str, force: bool, data_root, command) -> tuple[str, dict]:
-    """Runs in a pool worker: claim, execute, and write the record itself. An interrupt ends the worker, so it
-    never takes another run (with whatever state the interrupt left, e.g. grad mode off)."""
+    """Runs in a pool worker: claim, execute, and write the record itself. SIGTERM raises Interrupted from
+    before the claim on, and an interrupt marks whatever run this process still has running (a signal between
+    the claim's commit and the run's own marking included) and ends the worker, so it never takes another run
+    (with whatever state the interrupt left, e.g. grad mode off)."""
     store = _WORKER_STORE.get(store_path)
     if store is None:
         store = _WORKER_STORE[store_path] = RunStore(store_path)
     try:
-        outcome, rec = run_claimed(store, RunSpec.from_dict(spec_d), force=force, data_root=data_root,
-                                   command=command)
+        with signals.interrupt_signals():
+            outcome, rec = run_claimed(store, RunSpec.from_dict(spec_d), force=force, data_root=data_root,
+                                       command=command)
     except KeyboardInterrupt as exc:
-        os._exit(128 + getattr(exc, "signum", signal.SIGTERM))
+        signum = getattr(exc, "signum", signal.SIGTERM)
+        with signals.ignored(signal.SIGTERM):  # the marking is not cut short by a second SIGTERM
+            store.mark_interrupted_of_process(os.getpid(), f"{type(exc).__name__} {exc}".strip())
+        os._exit(128 + signum)
     return outcome, rec.to_dict()
 
 

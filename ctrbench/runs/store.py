@@ -287,6 +287,17 @@ class RunStore:
                 (reason, utc_now(), config_hash),
             )
 
+    def mark_interrupted_of_process(self, pid: int, reason: str) -> list[str]:
+        """Mark every run this host's process `pid` still has "running" interrupted (a pool worker leaving on a
+        signal, whatever point of its run the signal reached); returns their hashes."""
+        with self._tx() as c:
+            rows = c.execute("SELECT config_hash FROM runs WHERE status='running' AND host=? AND pid=?",
+                             (self.host, pid)).fetchall()
+            for r in rows:
+                c.execute("UPDATE runs SET status='interrupted', error=?, finished_at=? WHERE config_hash=?",
+                          (reason, utc_now(), r["config_hash"]))
+        return [r["config_hash"] for r in rows]
+
     def recover(self) -> list[str]:
         """Turn "running" rows of this host whose process is dead into "interrupted"; returns their hashes."""
         with self._tx() as c:

@@ -100,3 +100,36 @@ def test_signals_stop_the_pool_and_mark_unfinished_runs_interrupted(how, write_s
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+# A pool worker that gets SIGTERM just after its claim committed (before the run's own marking is in place):
+# the worker's init and run as the pool calls them, in a child process, with the claim patched to SIGTERM its own
+# process once the "running" row is committed.
+CLAIM_THEN_SIGTERM = """
+import os, signal, sys
+from ctrbench.harness import runner
+from ctrbench.harness.suite import load_suite
+from ctrbench.runs.store import RunStore
+
+suite_path, store_path, data_root = sys.argv[1:4]
+claim = RunStore.claim
+def claim_then_sigterm(self, *args, **kwargs):
+    out = claim(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return out
+RunStore.claim = claim_then_sigterm
+runner._worker_init(1, os.getppid())
+spec = load_suite(suite_path).runs[0]
+runner._worker_run(spec.to_dict(), store_path, False, data_root, None)
+print("the run went on after SIGTERM")
+"""
+
+
+def test_a_worker_signalled_between_claim_and_run_marks_its_run(write_suite, tmp_path, data_root):
+    store_path = tmp_path / "runs.sqlite"
+    proc = subprocess.run([sys.executable, "-c", CLAIM_THEN_SIGTERM, str(write_suite(SLOW)), str(store_path),
+                           str(data_root)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stdout + proc.stderr
+    (rec,) = RunStore(store_path, create=False).records()
+    assert rec.status == "interrupted" and "SIGTERM" in rec.error, (rec.status, rec.error)

@@ -21,7 +21,10 @@ SEARCH_ENTRY = re.compile(r"^(?P<searcher>[a-z]+)_s(?P<seed>\d+)$")
 
 
 def record_row(r) -> dict:
-    return {"entry": r.entry, "candidate": r.candidate_index, "status": r.status,
+    """The columns the analyses read from one run record (and what a retrain of it needs: model, params, train)."""
+    return {"entry": r.entry, "candidate": r.candidate_index, "seed": r.config.get("seed"), "status": r.status,
+            "rows": r.config.get("rows"), "model_params": r.config.get("params", {}),
+            "train_config": r.config.get("train", {}),
             "valid_ne": (r.valid or {}).get("ne"), "test_ne": r.ne, "test_auc": r.auc, "flops": r.flops_fwd_per_sample,
             "params": r.params, "train_samples_per_s": r.train_samples_per_s,
             "infer_samples_per_s": r.infer_samples_per_s, "model": r.model,
@@ -29,18 +32,19 @@ def record_row(r) -> dict:
                                                           r.config.get("params", {}).get("widths", [])))}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--store", default="results/automl/runs.sqlite")
-    ap.add_argument("--suite", default="automl")
-    ap.add_argument("--out", default="results/automl")
-    args = ap.parse_args()
-    out = Path(args.out)
-    runs = pd.DataFrame([record_row(r) for r in RunStore(args.store).records(suite=args.suite)])
-    runs = runs.drop_duplicates(["entry", "candidate"], keep="last")
-    zoo = runs[runs.candidate.isna() & (runs.status == "ok")].sort_values("valid_ne")
-    base = zoo.iloc[0]
-    print("zoo (same fidelity):\n" + zoo[["entry", "valid_ne", "test_ne", "test_auc", "flops"]].to_string(index=False))
+def load_runs(store: str, suite: str) -> pd.DataFrame:
+    """Every run of `suite` in the store as a row (the last record of each entry x candidate x training seed)."""
+    runs = pd.DataFrame([record_row(r) for r in RunStore(store).records(suite=suite)])
+    return runs.drop_duplicates(["entry", "candidate", "seed"], keep="last")
+
+
+def zoo_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The finished zoo runs (the models at their defaults), best validation NE first."""
+    return runs[runs.candidate.isna() & (runs.status == "ok")].sort_values("valid_ne")
+
+
+def search_winners(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, winners): each search's best-so-far curve per trial and its winner (the best validation NE)."""
     trials, winners = [], []
     for entry, g in runs[runs.candidate.notna()].groupby("entry"):
         m = SEARCH_ENTRY.match(entry)
@@ -53,16 +57,33 @@ def main() -> None:
                            "best_valid_ne": best.valid_ne if best is not None else None,
                            "best_test_ne": best.test_ne if best is not None else None})
         w = g.iloc[inc[-1]]
-        winners.append({"searcher": m["searcher"], "seed": int(m["seed"]), "trials": len(g),
-                        "valid_ne": w.valid_ne, "test_ne": w.test_ne, "test_auc": w.test_auc,
-                        "ne_gain_pct": 100 * (w.test_ne - base.test_ne) / base.test_ne, "flops": w.flops,
-                        "params": w.params, "train_samples_per_s": w.train_samples_per_s,
-                        "infer_samples_per_s": w.infer_samples_per_s, "layers": w.layers})
-    trials, winners = pd.DataFrame(trials), pd.DataFrame(winners).sort_values(["searcher", "seed"])
+        winners.append({"searcher": m["searcher"], "seed": int(m["seed"]), "trials": len(g), "entry": entry,
+                        "candidate": int(w.candidate), "valid_ne": w.valid_ne, "test_ne": w.test_ne,
+                        "test_auc": w.test_auc, "flops": w.flops, "params": w.params,
+                        "train_samples_per_s": w.train_samples_per_s, "infer_samples_per_s": w.infer_samples_per_s,
+                        "layers": w.layers})
+    return pd.DataFrame(trials), pd.DataFrame(winners).sort_values(["searcher", "seed"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", default="results/automl/runs.sqlite")
+    ap.add_argument("--suite", default="automl")
+    ap.add_argument("--out", default="results/automl")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(args.store, args.suite)
+    zoo = zoo_runs(runs)
+    base = zoo.iloc[0]
+    print("zoo (same fidelity):\n" + zoo[["entry", "valid_ne", "test_ne", "test_auc", "flops"]].to_string(index=False))
+    trials, winners = search_winners(runs)
+    winners.insert(winners.columns.get_loc("test_auc") + 1, "ne_gain_pct",
+                   100 * (winners.test_ne - base.test_ne) / base.test_ne)
     trials.to_csv(out / "twin_trials.csv", index=False)
     winners.to_csv(out / "twin_winners.csv", index=False)
     plot_curves(trials, "best_valid_ne", "best-so-far validation NE (low fidelity)",
-                "dhen space, 10k-row Criteo twin", out / "twin_best_so_far.png",
+                f"dhen space, {base.rows:,}-row Criteo twin ({args.suite})", out / "twin_best_so_far.png",
                 baseline=(f"zoo best at defaults ({base.entry})", base.valid_ne))
     print(f"baseline {base.entry}: valid NE {base.valid_ne:.5f}, test NE {base.test_ne:.5f}, FLOPs {base.flops:.3g}, "
           f"train {base.train_samples_per_s:.3g}/s, infer {base.infer_samples_per_s:.3g}/s")

@@ -12,7 +12,9 @@ import argparse
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from curves import incumbents, mean_std, plot_curves
 from ctrbench.runs.store import RunStore
@@ -95,6 +97,21 @@ def main() -> None:
         w = winners[winners.searcher == s]
         print(f"| {s} | {len(w)} | {mean_std(w.ne_gain_pct)} | {mean_std(w.test_ne)} | {mean_std(w.flops)} | "
               f"{mean_std(w.train_samples_per_s)} | {mean_std(w.infer_samples_per_s)} |")
+    space_summary(runs, base)
+
+
+def space_summary(runs: pd.DataFrame, base: pd.Series) -> None:
+    """Where the searched space stands against the baseline: every trial of every search pooled."""
+    c = runs[runs.candidate.notna() & (runs.status == "ok")].copy()
+    c["interaction_layers"] = [sum(m != "none" for m in p.get("layers", [])) for p in c.model_params]
+    c["lr"] = [t.get("lr") for t in c.train_config]
+    rho = spearmanr(c.valid_ne, np.log(c.flops))
+    print(f"{len(c)} finished trials: best validation NE {c.valid_ne.min():.4f} (baseline {base.valid_ne:.4f}), "
+          f"{(c.valid_ne < base.valid_ne).sum()} better than the baseline; best test NE {c.test_ne.min():.4f} "
+          f"(baseline {base.test_ne:.4f}); Spearman(validation NE, log FLOPs) {rho.statistic:.2f} "
+          f"(p {rho.pvalue:.1g})")
+    for key in ("interaction_layers", "lr"):
+        print(c.groupby(key).valid_ne.agg(["count", "min", "median"]).round(4).to_string())
 
 
 if __name__ == "__main__":

@@ -200,6 +200,35 @@ def test_dhen_points_build_and_the_analytic_flops_match_the_counted_matmuls(tiny
     assert space.flops(point, tiny_cache.spec) == matmuls // 8, by_op
 
 
+def test_dhen_points_that_build_the_same_model_share_a_hash_and_the_model(tiny_cache):
+    """"none" layers (and their widths) do not change the model, nor do init_scale / layer_norm without a module:
+    such points hash alike, and the models they build give the same output; anything else that counts differs."""
+    from ctrbench.data.loader import BatchLoader
+    from ctrbench.models import build_model, model_tables
+
+    space = get_space("dhen", embedding_dim=4, hidden_units=[8])
+
+    def pt(*layers, lr=0.001, init_scale=1.0, layer_norm=True):
+        return space.validate({"layers": [{"module": m, "width": w} for m, w in layers], "lr": lr,
+                               "init_scale": init_scale, "layer_norm": layer_norm})
+
+    same = [pt(("dcn", 16), ("none", 32), ("conv", 64)), pt(("none", 128), ("dcn", 16), ("conv", 64), ("none", 16)),
+            pt(("dcn", 16), ("conv", 64))]
+    assert len({space.hash(p) for p in same}) == 1
+    empty = [pt(("none", 16)), pt(("none", 64), ("none", 32), init_scale=2.0, layer_norm=False)]
+    assert space.hash(empty[0]) == space.hash(empty[1])
+    differ = [same[0], pt(("dcn", 32), ("conv", 64)), pt(("conv", 64), ("dcn", 16)), pt(("dcn", 16), ("conv", 64),
+              layer_norm=False), pt(("dcn", 16), ("conv", 64), init_scale=2.0), pt(("dcn", 16), ("conv", 64), lr=0.003),
+              empty[0], pt(("none", 16), lr=0.003)]
+    assert len({space.hash(p) for p in differ}) == len(differ)
+    batch = next(iter(BatchLoader(tiny_cache, "train", 8)))
+    for group in (same, empty):
+        outs = [build_model("dhen_stack", tiny_cache.spec, tiny_cache.vocab_sizes, space.candidate(p)[0],
+                            model_tables(tiny_cache), seed=0).eval()(batch) for p in group]
+        for out in outs[1:]:
+            torch.testing.assert_close(out, outs[0], rtol=0, atol=0)
+
+
 def test_a_run_on_fewer_rows_than_the_stated_fidelity_is_refused():
     from types import SimpleNamespace
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ctrbench.search.registry import SpaceOptionsError, get_space
 from ctrbench.search.spaces import SpacePointError
+from ctrbench.search.spaces.space import canonical_json
 
 SPACES = [("dcnv2", {}), ("nasrec_small", {"scale": 0.125}), ("nasrec_full", {"scale": 0.125}),
           ("nasrec_xlarge_zeros", {"scale": 0.125}), ("nasrec_full", {}), ("distdnas", {"num_blocks": 3}),
@@ -41,7 +42,10 @@ def test_moves_stay_in_space_and_round_trip(name, opts, seed):
         assert space.from_json(space.to_json(q)) == q
     v = space.encode(p)
     assert v.shape == (space.encoding_size,) and v.dtype == np.float64
-    assert len({space.hash(q) for q in space.neighbours(p)} | {space.hash(p)}) == len(space.neighbours(p)) + 1
+    moves = space.neighbours(p) + [p]
+    assert len({space.to_json(q) for q in moves}) == len(moves)  # every neighbour is another point
+    # ... and hashes alike exactly where the canonical points (the models they build) are alike
+    assert len({space.hash(q) for q in moves}) == len({canonical_json(space.canonical(q)) for q in moves})
 
 
 def test_hash_is_canonical_and_stable():

@@ -86,6 +86,14 @@ class DHENSpace(Space):
                 "lr": float(point["lr"]), "init_scale": float(point["init_scale"]),
                 "layer_norm": bool(point["layer_norm"])}
 
+    def canonical(self, point: dict) -> dict:
+        """"none" layers are the identity (no weights, no norm: dhen_stack.StackLayer), so they and their widths do
+        not count; a stack of only "none" layers has no interaction weights, so neither do init_scale and
+        layer_norm. (In suites/automl_100, 29 of 900 trials were such duplicates, 13 in one TPE search.)"""
+        p = self.validate(point)
+        layers = [la for la in p["layers"] if la["module"] != "none"]
+        return {**p, "layers": layers} if layers else {"layers": [], "lr": p["lr"]}
+
     def sample(self, rng: np.random.Generator) -> dict:
         return self.from_decisions({k: v[int(rng.integers(len(v)))] for k, v in self.decisions().items()})
 

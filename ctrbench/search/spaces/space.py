@@ -90,9 +90,14 @@ class Space(ABC):
     def choices(self) -> dict[str, tuple]:
         """Every discrete knob and all its values (sampling must reach each)."""
 
+    def canonical(self, point: dict) -> dict:
+        """The point as the model it builds (what `hash` identifies): points that build the same model share it, so
+        searchers' dedup by hash does not spend trials on them. Default: the validated point itself."""
+        return self.validate(point)
+
     def hash(self, point: dict) -> str:
         """A stable 16-hex-digit id: SHA-256 of the canonical JSON of the canonical point."""
-        return hashlib.sha256(canonical_json(self.validate(point)).encode()).hexdigest()[:16]
+        return hashlib.sha256(canonical_json(self.canonical(point)).encode()).hexdigest()[:16]
 
     def to_json(self, point: dict) -> str:
         return canonical_json(self.validate(point))

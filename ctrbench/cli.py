@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import faulthandler
 import signal
 import sys
 
@@ -25,11 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` prints every thread's stack to stderr: where a command hangs. Only where stderr is a real
+    file (not, e.g., pytest's captured stream)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, file=fd, all_threads=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command: a ctrbench error is one `error:` line (exit 2); Ctrl-C or SIGTERM is one line too
     (exit 128 + the signal's number), after the command has marked what it left unfinished."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _stacks_on_sigusr1()
     try:
         return int(args.func(args) or 0)
     except CtrbenchError as exc:

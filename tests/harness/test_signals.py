@@ -66,6 +66,22 @@ def _wait_dead(pids, timeout_s) -> list[int]:
     return alive
 
 
+def _communicate_or_dump(proc, how) -> str:
+    """The parent's stderr once it exits; if it does not within STOP_TIMEOUT_S, fail with its threads' stacks
+    (the CLI prints them on SIGUSR1) and which processes of its group are still alive."""
+    try:
+        return proc.communicate(timeout=STOP_TIMEOUT_S)[1]
+    except subprocess.TimeoutExpired:
+        group = subprocess.run(["ps", "-o", "pid,stat,etime,time,args", "-g", str(proc.pid)], capture_output=True,
+                               text=True).stdout
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"the parent did not exit within {STOP_TIMEOUT_S} s of the {how}; its group:\n{group}\n"
+                    f"its stderr, stacks last:\n{err[-6000:]}")
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigkill"])
 def test_signals_stop_the_pool_and_mark_unfinished_runs_interrupted(how, write_suite, tmp_path, data_root):
     proc, store_path = _start_pool(write_suite, tmp_path, data_root)
@@ -78,7 +94,7 @@ def test_signals_stop_the_pool_and_mark_unfinished_runs_interrupted(how, write_s
             os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole group gets SIGINT
         else:
             os.kill(proc.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)  # the parent alone
-        _, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+        err = _communicate_or_dump(proc, how)
         stopped_in = time.monotonic() - t0
         assert not _wait_dead(workers, STOP_TIMEOUT_S), f"workers outlived the {how}"
         if how == "sigkill":

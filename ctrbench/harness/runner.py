@@ -19,7 +19,7 @@ import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from ctrbench.errors import CtrbenchError, Interrupted
 from ctrbench.harness import signals
@@ -148,6 +148,20 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+WAKE_S = 0.5  # the longest the main thread sleeps while waiting on the pool
+
+
+def _as_completed_waking(futs) -> Iterator[cf.Future]:
+    """`cf.as_completed` in steps of at most WAKE_S: a signal the kernel hands to another thread (the pool's
+    manager or feeder, rich's refresh) only sets CPython's flag, and a main thread blocked in an untimed wait
+    would run the handler (Ctrl-C's Interrupted) only when the next run finishes. Seen in make test: the parent
+    sat in as_completed for 15 s after the Ctrl-C."""
+    pending = set(futs)
+    while pending:
+        done, pending = cf.wait(pending, timeout=WAKE_S, return_when=cf.FIRST_COMPLETED)
+        yield from done
+
+
 class ProcessExecutor:
     """A local pool of `workers` processes (spawned); each worker writes its own record to the store.
     Runs without a `threads` setting get cores // workers intra-op threads each."""
@@ -166,7 +180,7 @@ class ProcessExecutor:
             with signals.ignored(signal.SIGINT):  # workers spawn on submit: they start with Ctrl-C ignored
                 futs = {self.pool.submit(_worker_run, s.to_dict(), str(self.store.path), self.force, self.data_root,
                                          self.command): i for i, s in enumerate(specs)}
-            for fut in cf.as_completed(futs):
+            for fut in _as_completed_waking(futs):
                 i = futs[fut]
                 try:
                     outcome, d = fut.result()

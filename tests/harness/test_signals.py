@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,19 @@ def _wait_dead(pids, timeout_s) -> list[int]:
     return alive
 
 
+def _signal_masks(pid: int) -> str:
+    """Each thread's pending, blocked, ignored and caught signal masks, from /proc (Linux)."""
+    out = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            lines = (task / "status").read_text().splitlines()
+        except OSError:
+            continue
+        keep = [ln for ln in lines if ln.split(":")[0] in ("Name", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")]
+        out.append(f"{task.name}: " + "  ".join(" ".join(ln.split()) for ln in keep))
+    return "\n".join(out)
+
+
 def _communicate_or_dump(proc, how) -> str:
     """The parent's stderr once it exits; if it does not within STOP_TIMEOUT_S, fail with its threads' stacks
     (the CLI prints them on SIGUSR1) and which processes of its group are still alive."""
@@ -74,11 +88,13 @@ def _communicate_or_dump(proc, how) -> str:
     except subprocess.TimeoutExpired:
         group = subprocess.run(["ps", "-o", "pid,stat,etime,time,args", "-g", str(proc.pid)], capture_output=True,
                                text=True).stdout
+        masks = _signal_masks(proc.pid)
         os.kill(proc.pid, signal.SIGUSR1)
         time.sleep(2)
         os.killpg(proc.pid, signal.SIGKILL)
         _, err = proc.communicate()
         pytest.fail(f"the parent did not exit within {STOP_TIMEOUT_S} s of the {how}; its group:\n{group}\n"
+                    f"its threads' signal masks (hex; bit 1 = SIGINT, bit 14 = SIGTERM):\n{masks}\n"
                     f"its stderr, stacks last:\n{err[-6000:]}")
 
 
@@ -149,3 +165,36 @@ def test_a_worker_signalled_between_claim_and_run_marks_its_run(write_suite, tmp
     assert proc.returncode == 128 + signal.SIGTERM, proc.stdout + proc.stderr
     (rec,) = RunStore(store_path, create=False).records()
     assert rec.status == "interrupted" and "SIGTERM" in rec.error, (rec.status, rec.error)
+
+
+# The parent waits on the pool while a Ctrl-C is handed, by the kernel, to one of its other threads: CPython's C
+# handler only sets a flag there, so an untimed wait in the main thread never sees it until a run finishes.
+WAIT_THEN_SIGNAL_ANOTHER_THREAD = """
+import concurrent.futures as cf, signal, sys, threading, time
+from ctrbench.harness.runner import _as_completed_waking
+
+helper = threading.Thread(target=time.sleep, args=(60,), daemon=True)
+helper.start()
+threading.Timer(0.5, lambda: signal.pthread_kill(helper.ident, signal.SIGINT)).start()
+wait = cf.as_completed if sys.argv[1] == "untimed" else _as_completed_waking
+t0 = time.monotonic()
+try:
+    for _ in wait([cf.Future()], 5) if sys.argv[1] == "untimed" else wait([cf.Future()]):
+        pass
+except KeyboardInterrupt:
+    print(f"interrupted after {time.monotonic() - t0:.2f} s")
+except cf.TimeoutError:
+    print("not interrupted")
+"""
+
+
+@pytest.mark.parametrize("wait", ["untimed", "waking"])
+def test_the_pool_wait_sees_a_ctrl_c_that_another_thread_received(wait):
+    out = subprocess.run([sys.executable, "-c", WAIT_THEN_SIGNAL_ANOTHER_THREAD, wait], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.startswith("interrupted after"), out
+    seconds = float(out.stdout.split()[2])
+    if wait == "untimed":  # the failure mode: the Ctrl-C acts only when as_completed's own 5 s timeout wakes it
+        assert seconds >= 4.9, out
+    else:
+        assert seconds < 0.5 + 2 * 0.5 + 1.0, out  # the signal at 0.5 s, then at most a WAKE_S step (and slack)

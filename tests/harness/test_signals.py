@@ -30,6 +30,13 @@ START_TIMEOUT_S = 60  # two workers spawn and import torch on a shared 2-core bo
 STOP_TIMEOUT_S = 15
 
 
+def _sigint_default() -> None:
+    """In the child before exec: SIGINT back to its default, so the child's Python turns it into Ctrl-C. A test
+    run started in the background by a non-interactive shell (`make test &`) inherits SIGINT ignored, and a CLI
+    that starts with SIGINT ignored rightly keeps ignoring it (nohup-like); the ctrl-c test failed that way."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _running(store_path) -> list:
     if not store_path.exists():
         return []
@@ -47,7 +54,7 @@ def _start_pool(write_suite, tmp_path, data_root):
     proc = subprocess.Popen(
         [sys.executable, "-m", "ctrbench.cli", "run", str(write_suite(SLOW)), "--store", str(store_path),
          "--data-root", str(data_root), "--executor", "process", "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_sigint_default)
     deadline = time.monotonic() + START_TIMEOUT_S
     while len(_running(store_path)) < 2:
         assert proc.poll() is None, proc.communicate()
@@ -190,7 +197,8 @@ except cf.TimeoutError:
 
 @pytest.mark.parametrize("wait", ["untimed", "waking"])
 def test_the_pool_wait_sees_a_ctrl_c_that_another_thread_received(wait):
-    out = subprocess.run([sys.executable, "-c", WAIT_THEN_SIGNAL_ANOTHER_THREAD, wait], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", WAIT_THEN_SIGNAL_ANOTHER_THREAD, wait], preexec_fn=_sigint_default,
+                         capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.startswith("interrupted after"), out
     seconds = float(out.stdout.split()[2])

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ctrbench.errors import CtrbenchError, Interrupted
+from ctrbench.errors import CtrbenchError
 from ctrbench.harness import signals
 from ctrbench.harness.execute import execute_run
 from ctrbench.harness.suite import SearchSpec, Suite, search_evaluator
@@ -59,23 +59,44 @@ def interrupt_marking(store: RunStore, config_hash: str):
         raise
 
 
+class _StopAtNextBatch:
+    """Fit callbacks (wrapping the progress bars' own) that raise Interrupted at the next batch once an interrupt
+    was requested: the signal handler's exception is lost when it runs inside a finalizer, and the run must then
+    still stop and be marked interrupted, not train on to its end."""
+
+    def __init__(self, inner=None):
+        self.inner = inner
+
+    def __getattr__(self, name):  # the other hooks are the inner callbacks' (none without them)
+        return getattr(self.__dict__.get("inner"), name)
+
+    def on_epoch_start(self, *args) -> None:
+        signals.raise_if_requested()
+        if hasattr(self.inner, "on_epoch_start"):
+            self.inner.on_epoch_start(*args)
+
+    def on_batch_end(self, *args) -> None:
+        signals.raise_if_requested()
+        if hasattr(self.inner, "on_batch_end"):
+            self.inner.on_batch_end(*args)
+
+
 def run_claimed(store: RunStore, spec: RunSpec, *, force: bool, data_root, command: str | None,
                 progress: Progress | None = None) -> tuple[str, RunRecord]:
     """Claim `spec` in the store, execute it if ours, write the result. Returns (outcome, record). After an
     interrupt nothing new is claimed, and a run that did not finish is marked interrupted: a failure the
     interrupt caused (a worker half torn down) is never stored as a result."""
-    if signals.requested():
-        raise Interrupted(signal.SIGINT)
+    signals.raise_if_requested()
     claim = store.claim(spec, force=force, command=command)
     if claim.outcome != "run":
         return claim.outcome, claim.record
     if progress:
         progress.run_start(spec)
     with interrupt_marking(store, spec.config_hash):
-        rec = execute_run(spec, data_root=data_root, callbacks=progress.fit_callbacks(spec) if progress else None,
-                          record=claim.record)
-        if signals.requested() and rec.status not in DONE:
-            raise Interrupted(signal.SIGINT)
+        callbacks = _StopAtNextBatch(progress.fit_callbacks(spec) if progress else None)
+        rec = execute_run(spec, data_root=data_root, callbacks=callbacks, record=claim.record)
+        if rec.status not in DONE:
+            signals.raise_if_requested()
     with signals.deferred():  # an interrupt now acts once the finished run is stored
         store.finish(rec)
     return "run", rec

@@ -2,7 +2,9 @@
 workers die with their parent, and a run that fails after an interrupt is an interrupted run, not a result.
 
 - `interrupt_signals()`: while a suite runs, SIGINT and SIGTERM raise Interrupted (a KeyboardInterrupt) in the
-  main thread and set a flag; a signal that is ignored (a pool worker's SIGINT) stays ignored.
+  main thread and set a flag; a signal that is ignored (a pool worker's SIGINT) stays ignored. The exception can
+  be lost: a handler that runs inside a finalizer (`__del__`, a weakref callback, a generator closed by the
+  garbage collector) only prints "Exception ignored", so a run checks the flag again at every batch.
 - `deferred()`: signals wait until a finished run's record is written.
 - `ignored(SIGINT)`: processes spawned inside it start with SIGINT ignored (the disposition survives exec and
   Python keeps it), so Ctrl-C on the terminal reaches only the parent, which stops the pool itself.
@@ -23,6 +25,7 @@ from ctrbench.errors import Interrupted
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _requested = threading.Event()
+_last_signum = [int(signal.SIGINT)]
 
 
 def requested() -> bool:
@@ -30,7 +33,15 @@ def requested() -> bool:
     return _requested.is_set()
 
 
+def raise_if_requested() -> None:
+    """Raise Interrupted (with the signal that came) if an interrupt was requested: for the places that check
+    again, because the handler's own exception can be lost (see `Interrupted` swallowed in a finalizer)."""
+    if _requested.is_set():
+        raise Interrupted(_last_signum[0])
+
+
 def _raise_interrupted(signum, frame):
+    _last_signum[0] = signum
     _requested.set()
     raise Interrupted(signum)
 

@@ -139,3 +139,37 @@ def test_twin_options_reach_open_dataset_and_the_record(write_suite, tmp_path, f
     monkeypatch.setattr(api, "open_dataset", fake_open)
     rec = execute_run(recs["amazonelectronics_x1"].spec)
     assert rec.status == "failed" and opened == [("amazonelectronics_x1", {"shares": {"first": 1.0}})]
+
+
+def test_an_interrupt_whose_exception_was_lost_stops_the_run_at_the_next_batch(tmp_path, data_root, monkeypatch):
+    """The SIGTERM handler ran, but its Interrupted was swallowed (as inside a finalizer, which only prints
+    "Exception ignored"): the run stops at the next batch and is marked interrupted instead of training on."""
+    from ctrbench.errors import Interrupted
+    from ctrbench.harness import signals
+    from ctrbench.harness.runner import Progress, run_claimed
+    from ctrbench.runs.records import RunSpec
+
+    batches = []
+
+    class LosesTheInterrupt:
+        def on_batch_end(self, step, loss):
+            batches.append(step)
+            if step == 2:
+                try:
+                    signals._raise_interrupted(signal.SIGTERM, None)
+                except Interrupted:
+                    pass  # lost, as Python loses an exception raised in a __del__
+
+    class Bars(Progress):
+        def fit_callbacks(self, spec):
+            return LosesTheInterrupt()
+
+    monkeypatch.setattr(signals, "_requested", signals.threading.Event())  # this test's flag, not the process's
+    store = RunStore(tmp_path / "runs.sqlite")
+    spec = RunSpec(suite="s", entry="e", model="lr", params={}, train={"max_epochs": 3, "batch_size": 64},
+                   dataset="criteo_x1", rows=3000)
+    with pytest.raises(Interrupted) as exc:
+        run_claimed(store, spec, force=False, data_root=data_root, command=None, progress=Bars())
+    assert exc.value.signum == signal.SIGTERM and batches[-1] == 2  # no batch after the one that lost it
+    rec = store.get(spec.config_hash)
+    assert rec.status == "interrupted" and "SIGTERM" in rec.error, (rec.status, rec.error)

@@ -132,7 +132,8 @@ def test_signals_stop_the_pool_and_mark_unfinished_runs_interrupted(how, write_s
             time.sleep(0.1)
         recs = RunStore(store_path, create=False).records()
         assert {r.config_hash for r in recs} == {r.config_hash for r in running}, "a queued run started"
-        assert [r.status for r in recs] == ["interrupted", "interrupted"], [(r.status, r.error) for r in recs]
+        assert [r.status for r in recs] == ["interrupted", "interrupted"], (
+            f"{[(r.status, r.pid, r.error) for r in recs]}\nthe CLI's and workers' stderr:\n{err[-6000:]}")
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

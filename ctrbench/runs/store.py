@@ -165,10 +165,15 @@ class RunStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. BEGIN sits inside the try, and a transaction an earlier exception left open is
+        rolled back first: an interrupt raised just after BEGIN returned must not leave the write lock held and
+        make the interrupt's own marking fail with "cannot start a transaction within a transaction"."""
         with self._named_errors():
             conn = self._connect()
-            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             try:
+                self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
                 yield conn
             except BaseException:
                 if conn.in_transaction:

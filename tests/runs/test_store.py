@@ -177,3 +177,33 @@ def test_evaluations_keep_their_order_and_refuse_unknown_fields(tmp_path):
     assert store.evaluations(search_id="s") == [] and len(store.evaluations()) == 1
     with pytest.raises(KeyError, match="unknown evaluation fields"):
         store.put_evaluation("s", 0, **{"kind; DROP TABLE runs": "x"})
+
+
+def test_an_interrupt_just_after_begin_neither_keeps_the_lock_nor_blocks_the_marking(tmp_path, monkeypatch):
+    """An exception raised between BEGIN returning and the transaction's body (a signal handler's Interrupted)
+    rolls the transaction back; and a transaction some earlier exception left open does not make the next write
+    (the interrupt's own marking) fail."""
+    store = RunStore(tmp_path / "runs.sqlite")
+    s = spec()
+    store.claim(s)
+    retry = RunStore._retry
+
+    def interrupted_after_begin(fn):
+        out = retry(fn)
+        if store._conn.in_transaction:
+            raise KeyboardInterrupt  # as a handler would, at the first bytecode after BEGIN
+        return out
+
+    monkeypatch.setattr(RunStore, "_retry", staticmethod(interrupted_after_begin))
+    with pytest.raises(KeyboardInterrupt):
+        store.mark_interrupted(s.config_hash, "first")
+    monkeypatch.setattr(RunStore, "_retry", staticmethod(retry))
+    assert not store._conn.in_transaction  # rolled back: the write lock is free
+    other = RunStore(tmp_path / "runs.sqlite")
+    other._connect().execute("BEGIN IMMEDIATE")
+    other._conn.execute("ROLLBACK")
+
+    store._connect().execute("BEGIN IMMEDIATE")  # left open by an exception before any try could see it
+    store.mark_interrupted(s.config_hash, "Interrupted SIGTERM")
+    got = other.get(s.config_hash)
+    assert got.status == "interrupted" and got.error == "Interrupted SIGTERM"

@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -156,8 +157,12 @@ def _worker_run(spec_d: dict, store_path: str, force: bool, data_root, command) 
                                        command=command)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGTERM)
-        with signals.ignored(signal.SIGTERM):  # the marking is not cut short by a second SIGTERM
-            store.mark_interrupted_of_process(os.getpid(), f"{type(exc).__name__} {exc}".strip())
+        try:
+            with signals.ignored(signal.SIGTERM):  # the marking is not cut short by a second SIGTERM
+                store.mark_interrupted_of_process(os.getpid(), f"{type(exc).__name__} {exc}".strip())
+        except Exception as err:  # noqa: BLE001 - the worker leaves all the same; the next start recovers the run
+            print(f"pool worker {os.getpid()}: could not mark its run interrupted ({err}); the next start of the "
+                  "suite marks it (store.recover)", file=sys.stderr, flush=True)
         os._exit(128 + signum)
     return outcome, rec.to_dict()
 

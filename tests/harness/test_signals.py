@@ -146,7 +146,7 @@ def test_signals_stop_the_pool_and_mark_unfinished_runs_interrupted(how, write_s
 # the worker's init and run as the pool calls them, in a child process, with the claim patched to SIGTERM its own
 # process once the "running" row is committed.
 CLAIM_THEN_SIGTERM = """
-import os, signal, sys
+import os, signal, sqlite3, sys
 from ctrbench.harness import runner
 from ctrbench.harness.suite import load_suite
 from ctrbench.runs.store import RunStore
@@ -158,6 +158,10 @@ def claim_then_sigterm(self, *args, **kwargs):
     os.kill(os.getpid(), signal.SIGTERM)
     return out
 RunStore.claim = claim_then_sigterm
+if len(sys.argv) > 4 and sys.argv[4] == "marking-fails":
+    def fails(self, *args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+    RunStore.mark_interrupted_of_process = fails
 runner._worker_init(1, os.getppid())
 spec = load_suite(suite_path).runs[0]
 runner._worker_run(spec.to_dict(), store_path, False, data_root, None)
@@ -207,3 +211,17 @@ def test_the_pool_wait_sees_a_ctrl_c_that_another_thread_received(wait):
         assert seconds >= 4.9, out
     else:
         assert seconds < 0.5 + 2 * 0.5 + 1.0, out  # the signal at 0.5 s, then at most a WAKE_S step (and slack)
+
+
+def test_a_worker_whose_marking_fails_still_leaves_and_the_next_start_recovers_its_run(write_suite, tmp_path,
+                                                                                        data_root):
+    store_path = tmp_path / "runs.sqlite"
+    proc = subprocess.run([sys.executable, "-c", CLAIM_THEN_SIGTERM, str(write_suite(SLOW)), str(store_path),
+                           str(data_root), "marking-fails"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stdout + proc.stderr
+    assert "could not mark its run interrupted (disk I/O error)" in proc.stderr, proc.stderr
+    store = RunStore(store_path, create=False)
+    (rec,) = store.records()
+    assert rec.status == "running"  # nobody could mark it: the worker is gone
+    assert store.recover() == [rec.config_hash] and store.get(rec.config_hash).status == "interrupted"

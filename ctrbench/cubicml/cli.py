@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from ctrbench.cubicml.dataset import PerfDataError, export, noise_floor, read
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _clean(df, include_loaded: bool):
@@ -51,6 +55,21 @@ def _fit(args) -> int:
     return 0
 
 
+PRIOR_SCOPES = ("other-runs", "other-models")
+
+
+def prior_rows(df: pd.DataFrame, model: str, dataset: str, scope: str | None) -> pd.DataFrame | None:
+    """The run history the search's predictor also learns from: `other-runs`, every measurement but this model x
+    dataset's own grid (the same model on other datasets included); `other-models`, only other models'; None, none."""
+    if scope is None:
+        return None
+    if scope == "other-runs":
+        return df[~((df["model"] == model) & (df["dataset"] == dataset))]
+    if scope == "other-models":
+        return df[df["model"] != model]
+    raise ValueError(f"prior scope {scope!r}: expected one of {PRIOR_SCOPES}")
+
+
 def _search(args) -> int:
     from ctrbench.cubicml.search import compare, plot_traces
 
@@ -62,7 +81,7 @@ def _search(args) -> int:
                             f"{sorted(set(zip(df['model'], df['dataset'])))}")
     pool = pool[pool["repeat"] == 0].reset_index(drop=True)  # one measurement per config
     budget = args.budget or max(2, round(args.budget_share * len(pool)))
-    prior = df[~mask] if args.prior else None
+    prior = prior_rows(df, args.model, args.dataset, args.prior)
     traces, summary = compare(pool, budget, [int(s) for s in args.seeds.split(",")], prior=prior,
                               members=args.members, epochs=args.epochs)
     out = Path(args.out)
@@ -102,6 +121,7 @@ def add_commands(sub) -> None:
     p.add_argument("--budget", type=int, default=None, help="real measurements per search (default: budget-share)")
     p.add_argument("--budget-share", type=float, default=0.2, help="budget as a share of the grid")
     p.add_argument("--seeds", default="0,1,2", help="search seeds, comma-separated")
-    p.add_argument("--prior", action="store_true", help="the predictor also learns from the other models' and "
-                   "datasets' measurements (the run history)")
+    p.add_argument("--prior", nargs="?", const="other-runs", default=None, choices=PRIOR_SCOPES,
+                   help="the predictor also learns from the run history: other-runs (the default with --prior: every "
+                   "measurement but this model x dataset's grid) or other-models (only other models')")
     p.set_defaults(func=_search)

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_perf import synthetic_frame  # noqa: E402
 
@@ -43,3 +45,28 @@ def test_loaded_measurements_are_refused_unless_asked_for(tmp_path, capsys):
     assert main(["cubicml", "search", "--data", str(data), "--out", str(tmp_path / "o"), "--model", "wukong",
                  "--dataset", "criteo_x1", "--include-loaded"]) == 2
     assert "no measured configs" in capsys.readouterr().err
+
+
+def test_the_search_history_scopes():
+    import pandas as pd
+
+    from ctrbench.cubicml.cli import prior_rows
+
+    df = pd.DataFrame({"model": ["dlrm", "dlrm", "dcnv2", "dcnv2"], "dataset": ["criteo_x1", "avazu_x1"] * 2})
+    assert prior_rows(df, "dlrm", "criteo_x1", None) is None
+    other_runs = prior_rows(df, "dlrm", "criteo_x1", "other-runs")
+    assert list(zip(other_runs.model, other_runs.dataset)) == [("dlrm", "avazu_x1"), ("dcnv2", "criteo_x1"),
+                                                               ("dcnv2", "avazu_x1")]
+    assert set(prior_rows(df, "dlrm", "criteo_x1", "other-models").model) == {"dcnv2"}
+
+
+def test_search_with_the_history_of_other_models_only(tmp_path, one_torch_thread, capsys):
+    data = _write(tmp_path, loaded=0)
+    out = tmp_path / "out"
+    assert main(["cubicml", "search", "--data", str(data), "--out", str(out), "--model", "dlrm", "--dataset",
+                 "criteo_x1", "--seeds", "0", "--members", "2", "--epochs", "50", "--prior", "other-models"]) == 0
+    assert (out / "search_summary_dlrm_criteo_x1.csv").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["cubicml", "search", "--data", str(data), "--out", str(out), "--model", "dlrm", "--dataset",
+              "criteo_x1", "--prior", "everything"])
+    assert exc.value.code == 2 and "invalid choice: 'everything'" in capsys.readouterr().err

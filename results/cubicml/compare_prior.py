@@ -9,24 +9,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-GOAL = 0.95  # the issue's "within 5% of the grid's best"
+from ctrbench.cubicml.search import per_seed
 
 
 def per_search(traces: pd.DataFrame) -> pd.DataFrame:
-    """One row per predictor search: share of the grid's best at the end, and measurements to reach GOAL (NaN if
-    never)."""
-    rows = []
-    for seed, t in traces[traces.strategy == "predictor"].groupby("seed"):
-        t = t.sort_values("measurements")
-        hit = t[t.share_of_grid_best >= GOAL]
-        rows.append({"seed": int(seed), "final_share": float(t.share_of_grid_best.iloc[-1]),
-                     "to_goal": float(hit.measurements.iloc[0]) if len(hit) else np.nan,
-                     "budget": int(t.measurements.max())})
-    return pd.DataFrame(rows)
+    """One row per predictor search: share of the grid's best at the end, measurements to GOAL_SHARE (NaN if
+    never), and the budget."""
+    out = per_seed(traces[traces.strategy == "predictor"]).drop(columns="strategy")
+    return out.assign(seed=out.seed.astype(int), budget=int(traces.measurements.max()))
 
 
 def main() -> None:

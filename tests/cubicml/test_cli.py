@@ -58,6 +58,8 @@ def test_the_search_history_scopes():
     assert list(zip(other_runs.model, other_runs.dataset)) == [("dlrm", "avazu_x1"), ("dcnv2", "criteo_x1"),
                                                                ("dcnv2", "avazu_x1")]
     assert set(prior_rows(df, "dlrm", "criteo_x1", "other-models").model) == {"dcnv2"}
+    with pytest.raises(ValueError, match="prior scope 'all'"):
+        prior_rows(df, "dlrm", "criteo_x1", "all")
 
 
 def test_search_with_the_history_of_other_models_only(tmp_path, one_torch_thread, capsys):

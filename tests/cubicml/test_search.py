@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,3 +46,12 @@ def test_bad_strategy_or_budget_is_a_typed_error(pool):
         run_search(pool, "grid", 5)
     with pytest.raises(PerfDataError, match="budget"):
         run_search(pool, "random", len(pool) + 1)
+
+
+def test_per_seed_reads_the_final_share_and_the_measurements_to_the_goal():
+    from ctrbench.cubicml.search import GOAL_SHARE, per_seed
+
+    traces = pd.DataFrame({"strategy": ["random"] * 6, "seed": [0, 0, 0, 1, 1, 1], "measurements": [1, 2, 3] * 2,
+                           "share_of_grid_best": [0.5, GOAL_SHARE, 1.0, 0.5, 0.9, 0.94]})
+    got = per_seed(traces).set_index("seed")
+    assert got.final_share.tolist() == [1.0, 0.94] and got.to_goal[0] == 2.0 and pd.isna(got.to_goal[1])
